@@ -1,0 +1,79 @@
+/* Study file: search space, model template, training budget and objective.
+ *
+ * A study file is one JSON document; docs/study-file.md describes it and
+ * examples/cifar10-study.json is a complete example. Parameter values of a
+ * trial travel as a cJSON object mapping parameter names to numbers, strings
+ * or booleans. */
+#ifndef HPO_STUDY_H
+#define HPO_STUDY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <gsl/gsl_rng.h>
+
+typedef enum {
+    HPO_PARAM_INT = 0,   /* min, max, step */
+    HPO_PARAM_FLOAT,     /* min, max, linear or log sampling */
+    HPO_PARAM_CHOICE,    /* list of values, ordered or not */
+    HPO_PARAM_BOOL,
+} hpo_param_kind;
+
+/* One search-space parameter; owned by its study. */
+typedef struct {
+    const char *name;
+    hpo_param_kind kind;
+    double min, max;     /* int and float */
+    double step;         /* int: step >= 1; float: 0 means continuous */
+    bool log;            /* float: sample log-uniformly */
+    const cJSON *values; /* choice: a JSON array of numbers or strings */
+    bool ordered;        /* choice: values have a meaningful order */
+    const cJSON *default_value; /* NULL when none was given */
+} hpo_param;
+
+typedef struct {
+    int epochs;          /* epochs per trial */
+    int train_size;      /* training images per trial; 0 means 45,000 */
+    int val_size;        /* validation images; -1 means 5,000 */
+    int batch_size;
+    int max_trials;      /* finished trials after which the study is complete */
+} hpo_budget;
+
+typedef struct hpo_study hpo_study;
+
+/* Parses and validates a study. Errors give the JSON path of the bad
+ * field, e.g. "space.conv1_filters.max: 16 is below min 32". On success the
+ * caller frees *out with hpo_study_destroy(). */
+int hpo_study_parse(const char *json_text, hpo_study **out, char *err, size_t errlen);
+int hpo_study_load_file(const char *path, hpo_study **out, char *err, size_t errlen);
+void hpo_study_destroy(hpo_study **study);
+
+const char *hpo_study_name(const hpo_study *study);
+const char *hpo_study_objective(const hpo_study *study); /* e.g. "val_accuracy" */
+bool hpo_study_maximize(const hpo_study *study);
+const hpo_budget *hpo_study_budget(const hpo_study *study);
+
+int hpo_study_param_count(const hpo_study *study);
+const hpo_param *hpo_study_param(const hpo_study *study, int i);
+int hpo_study_param_index(const hpo_study *study, const char *name); /* -1 if absent */
+
+/* Draws a value for every parameter, uniformly over its range (log-uniform
+ * where asked, rounded to the step). The caller owns *values_out. */
+int hpo_study_sample_random(const hpo_study *study, gsl_rng *rng,
+                            cJSON **values_out, char *err, size_t errlen);
+
+/* Resolves the model template with the given values into a model spec
+ * (the JSON that hpo_model_spec_from_json() reads, training settings
+ * included) and the object of the parameters that the resolved template
+ * used (*active_out); all others are inactive in this trial. Returns -1
+ * with the reason when a value is missing or out of range, or when the
+ * resolved model cannot be built (e.g. too many 5x5 layers for the input);
+ * the caller treats the latter as a failed trial. The caller owns both
+ * outputs. */
+int hpo_study_resolve(const hpo_study *study, const cJSON *values,
+                      cJSON **model_out, cJSON **active_out,
+                      char *err, size_t errlen);
+
+#endif
