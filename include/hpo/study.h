@@ -15,7 +15,7 @@
 #include <gsl/gsl_rng.h>
 
 typedef enum {
-    HPO_PARAM_INT = 0,   /* min, max, step */
+    HPO_PARAM_INT = 0,   /* min, max, step, linear or log sampling */
     HPO_PARAM_FLOAT,     /* min, max, linear or log sampling */
     HPO_PARAM_CHOICE,    /* list of values, ordered or not */
     HPO_PARAM_BOOL,
@@ -27,11 +27,19 @@ typedef struct {
     hpo_param_kind kind;
     double min, max;     /* int and float */
     double step;         /* int: step >= 1; float: 0 means continuous */
-    bool log;            /* float: sample log-uniformly */
+    bool log;            /* int and float: sample log-uniformly */
     const cJSON *values; /* choice: a JSON array of numbers or strings */
     bool ordered;        /* choice: values have a meaningful order */
     const cJSON *default_value; /* NULL when none was given */
 } hpo_param;
+
+/* "int", "float", "choice" or "bool". */
+const char *hpo_param_kind_name(hpo_param_kind kind);
+
+/* Checks that value is one the parameter can take (in range, on the step,
+ * one of the choices). Errors start with the parameter's name. */
+int hpo_param_check_value(const hpo_param *param, const cJSON *value,
+                          char *err, size_t errlen);
 
 typedef struct {
     int epochs;          /* epochs per trial */
@@ -63,6 +71,47 @@ int hpo_study_param_index(const hpo_study *study, const char *name); /* -1 if ab
  * where asked, rounded to the step). The caller owns *values_out. */
 int hpo_study_sample_random(const hpo_study *study, gsl_rng *rng,
                             cJSON **values_out, char *err, size_t errlen);
+
+/* Maps a point u of the unit cube [0,1]^d, d = hpo_study_param_count(), to
+ * one value per parameter; u[i] belongs to hpo_study_param(study, i).
+ *   float: min + u (max - min), or exp(ln min + u (ln max - ln min)) for
+ *          log sampling;
+ *   int, and float with a step: the k values min, min + step, ...,
+ *          split [0,1] into k equal bins; log-sampled ints take the
+ *          rounded exp(ln min + u (ln max - ln min)) instead;
+ *   choice and bool: n values split [0,1] into n equal bins, in the order
+ *          listed (bool: false, true).
+ * Quasi-random designs use it; a model-based tuner needs its own encoding
+ * of unordered choices. The caller owns *values_out. */
+int hpo_study_values_from_unit(const hpo_study *study, const double *u,
+                               cJSON **values_out, char *err, size_t errlen);
+
+/* Builds the default configuration: each parameter's default, else its
+ * min (int, float), its first value (choice) or false (bool), as Keras
+ * Tuner does. The caller owns *values_out. */
+int hpo_study_default_values(const hpo_study *study, cJSON **values_out,
+                             char *err, size_t errlen);
+
+/* Computes which parameters the template uses for these values without
+ * building the model: *active_out maps each active parameter to its value,
+ * in parameter order. values needs only the parameters that turn out to be
+ * active; extra ones are checked and ignored. The caller owns *active_out. */
+int hpo_study_active(const hpo_study *study, const cJSON *values,
+                     cJSON **active_out, char *err, size_t errlen);
+
+/* Returns a canonical text of a configuration's active values (parameter
+ * order, shortest exact number format), equal for two configurations
+ * exactly when their resolved models are equal. `active` is the object
+ * that hpo_study_active() or hpo_study_resolve() produced, in any key order.
+ * NULL when out of memory; the caller frees the string with free(). */
+char *hpo_study_config_key(const hpo_study *study, const cJSON *active);
+
+/* Describes the search space as a JSON array, one object per parameter in
+ * parameter order, with every field filled in ("name", "type", "min",
+ * "max", "step", "sampling", "values", "ordered", "default"), for
+ * `hpoctl space`. NULL when out of memory; the caller frees it with
+ * cJSON_Delete(). */
+cJSON *hpo_study_space_to_json(const hpo_study *study);
 
 /* Resolves the model template with the given values into a model spec
  * (the JSON that hpo_model_spec_from_json() reads, training settings
