@@ -95,7 +95,9 @@ int hpo_model_spec_from_json(const cJSON *root, hpo_model_spec **out,
 int hpo_model_spec_load_file(const char *path, hpo_model_spec **out,
                              char *err, size_t errlen);
 
-/* Checks layer parameters and shapes; parsing already calls it. */
+/* Checks the layer sequence and shapes for any input shape and head size;
+ * parsing already calls it. Parsing additionally requires the CIFAR-10
+ * input shape [32, 32, 3] and a 10-unit softmax head. */
 int hpo_model_spec_validate(const hpo_model_spec *spec, char *err, size_t errlen);
 
 /* Computes the output shape of every layer into shapes[0..n_layers-1]. */
@@ -105,7 +107,8 @@ int hpo_model_spec_shapes(const hpo_model_spec *spec, hpo_shape *shapes,
 /* Number of trainable parameters of layer i (weights plus biases). */
 int64_t hpo_model_spec_layer_params(const hpo_model_spec *spec, int i);
 
-/* Forward multiply-adds of one image through the whole net (for GFLOP/s). */
+/* Floating-point operations (2 per multiply-add) of the conv2d and dense
+ * layers for one image's forward pass; used to report GFLOP/s. */
 double hpo_model_spec_forward_flops(const hpo_model_spec *spec);
 
 const char *hpo_layer_kind_name(hpo_layer_kind kind);

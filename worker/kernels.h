@@ -1,0 +1,54 @@
+/* Layer kernels behind one interface, so that backends can be swapped.
+ *
+ * Tensors are float32 in NHWC order (batch, height, width, channels).
+ * Convolution weights are [kernel][kernel][in_c][filters] row-major (the
+ * Keras HWIO layout), dense weights [in][out]. Backward functions
+ * overwrite dw and db, and write dx unless it is NULL.
+ *
+ * Two backends exist: "reference" (plain loops straight from the
+ * definitions; the oracle in tests) and "blas" (im2col + cblas_sgemm). */
+#ifndef HPO_WORKER_KERNELS_H
+#define HPO_WORKER_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int in_h, in_w, in_c;
+    int out_h, out_w, out_c; /* out_c is the number of filters */
+    int kernel, stride;
+    int pad_top, pad_left;   /* zero padding before the first row/column */
+} hpo_conv_geom;
+
+typedef struct {
+    const char *name;
+
+    /* Scratch floats that conv2d_forward/backward need for a batch of n. */
+    size_t (*conv2d_scratch_floats)(const hpo_conv_geom *g, int n);
+
+    /* y = conv(x, w) + b, cross-correlation as in Keras (no kernel flip). */
+    void (*conv2d_forward)(const hpo_conv_geom *g, int n, const float *x,
+                           const float *w, const float *b, float *y, float *scratch);
+    void (*conv2d_backward)(const hpo_conv_geom *g, int n, const float *x,
+                            const float *w, const float *dy, float *dx, float *dw,
+                            float *db, float *scratch);
+
+    /* y[n][out] = x[n][in] . w[in][out] + b[out] */
+    void (*dense_forward)(int n, int in, int out, const float *x, const float *w,
+                          const float *b, float *y);
+    void (*dense_backward)(int n, int in, int out, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db);
+} hpo_kernels;
+
+extern const hpo_kernels hpo_kernels_reference;
+extern const hpo_kernels hpo_kernels_blas;
+
+/* Returns the backend called name, or NULL. */
+const hpo_kernels *hpo_kernels_find(const char *name);
+
+/* Computes the TensorFlow padding of one axis: valid pads nothing, same
+ * pads max((out - 1) * stride + window - in, 0) in total, the smaller half
+ * before. Returns the padding before the first element. */
+int hpo_padding_before(int in, int out, int window, int stride, int same);
+
+#endif

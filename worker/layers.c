@@ -1,0 +1,199 @@
+#include "layers.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+void hpo_pool_forward(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *x,
+                      float *y, int32_t *arg)
+{
+    const size_t in_size = (size_t)g->in_h * g->in_w * g->c;
+    const size_t out_size = (size_t)g->out_h * g->out_w * g->c;
+
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *image = x + (size_t)i * in_size;
+        float *out = y + (size_t)i * out_size;
+        int32_t *out_arg = arg != NULL ? arg + (size_t)i * out_size : NULL;
+
+        for (int oy = 0; oy < g->out_h; oy++) {
+            int y0 = oy * g->stride - g->pad_top;
+            int y1 = y0 + g->size;
+            y0 = y0 < 0 ? 0 : y0;
+            y1 = y1 > g->in_h ? g->in_h : y1;
+            for (int ox = 0; ox < g->out_w; ox++) {
+                int x0 = ox * g->stride - g->pad_left;
+                int x1 = x0 + g->size;
+                x0 = x0 < 0 ? 0 : x0;
+                x1 = x1 > g->in_w ? g->in_w : x1;
+                size_t o = ((size_t)oy * g->out_w + ox) * g->c;
+
+                for (int c = 0; c < g->c; c++) {
+                    float best = kind == HPO_POOL_MIN ? FLT_MAX : -FLT_MAX;
+                    int32_t best_index = -1;
+                    double sum = 0.0;
+                    for (int iy = y0; iy < y1; iy++) {
+                        for (int ix = x0; ix < x1; ix++) {
+                            int32_t index = (int32_t)(((size_t)iy * g->in_w + ix) * g->c + c);
+                            float v = image[index];
+                            sum += v;
+                            if ((kind == HPO_POOL_MAX && v > best) ||
+                                (kind == HPO_POOL_MIN && v < best) || best_index < 0) {
+                                best = v;
+                                best_index = index;
+                            }
+                        }
+                    }
+                    if (kind == HPO_POOL_AVG) {
+                        out[o + c] = (float)(sum / ((y1 - y0) * (x1 - x0)));
+                    } else {
+                        out[o + c] = best;
+                        out_arg[o + c] = best_index;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void hpo_pool_backward(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *dy,
+                       const int32_t *arg, float *dx)
+{
+    const size_t in_size = (size_t)g->in_h * g->in_w * g->c;
+    const size_t out_size = (size_t)g->out_h * g->out_w * g->c;
+
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *image = dx + (size_t)i * in_size;
+        const float *grad = dy + (size_t)i * out_size;
+        memset(image, 0, in_size * sizeof *image);
+
+        if (kind != HPO_POOL_AVG) {
+            const int32_t *image_arg = arg + (size_t)i * out_size;
+            for (size_t o = 0; o < out_size; o++)
+                image[image_arg[o]] += grad[o];
+            continue;
+        }
+
+        for (int oy = 0; oy < g->out_h; oy++) {
+            int y0 = oy * g->stride - g->pad_top;
+            int y1 = y0 + g->size;
+            y0 = y0 < 0 ? 0 : y0;
+            y1 = y1 > g->in_h ? g->in_h : y1;
+            for (int ox = 0; ox < g->out_w; ox++) {
+                int x0 = ox * g->stride - g->pad_left;
+                int x1 = x0 + g->size;
+                x0 = x0 < 0 ? 0 : x0;
+                x1 = x1 > g->in_w ? g->in_w : x1;
+                float scale = 1.0f / (float)((y1 - y0) * (x1 - x0));
+                const float *go = grad + ((size_t)oy * g->out_w + ox) * g->c;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) {
+                        float *gi = image + ((size_t)iy * g->in_w + ix) * g->c;
+                        for (int c = 0; c < g->c; c++)
+                            gi[c] += go[c] * scale;
+                    }
+            }
+        }
+    }
+}
+
+void hpo_global_avgpool_forward(int n, int pixels, int c, const float *x, float *y)
+{
+    for (int i = 0; i < n; i++) {
+        float *out = y + (size_t)i * c;
+        memset(out, 0, (size_t)c * sizeof *out);
+        for (int p = 0; p < pixels; p++) {
+            const float *in = x + ((size_t)i * pixels + p) * c;
+            for (int k = 0; k < c; k++)
+                out[k] += in[k];
+        }
+        for (int k = 0; k < c; k++)
+            out[k] /= (float)pixels;
+    }
+}
+
+void hpo_global_avgpool_backward(int n, int pixels, int c, const float *dy, float *dx)
+{
+    float scale = 1.0f / (float)pixels;
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < pixels; p++) {
+            float *out = dx + ((size_t)i * pixels + p) * c;
+            for (int k = 0; k < c; k++)
+                out[k] = dy[(size_t)i * c + k] * scale;
+        }
+}
+
+void hpo_activation_forward(hpo_activation act, size_t count, float *y)
+{
+    if (act == HPO_ACT_RELU) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (act == HPO_ACT_TANH) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            y[i] = tanhf(y[i]);
+    }
+}
+
+void hpo_activation_backward(hpo_activation act, size_t count, const float *y, float *dy)
+{
+    if (act == HPO_ACT_RELU) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (act == HPO_ACT_TANH) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            dy[i] *= 1.0f - y[i] * y[i];
+    }
+}
+
+void hpo_softmax_forward(int n, int classes, float *z)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = z + (size_t)i * classes;
+        float max = row[0];
+        for (int k = 1; k < classes; k++)
+            max = row[k] > max ? row[k] : max;
+        double sum = 0.0;
+        for (int k = 0; k < classes; k++) {
+            row[k] = expf(row[k] - max);
+            sum += row[k];
+        }
+        for (int k = 0; k < classes; k++)
+            row[k] = (float)(row[k] / sum);
+    }
+}
+
+double hpo_cross_entropy(int n, int classes, const float *p, const uint8_t *labels,
+                         int *correct)
+{
+    double loss = 0.0;
+    int hits = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = p + (size_t)i * classes;
+        int best = 0;
+        for (int k = 1; k < classes; k++)
+            best = row[k] > row[best] ? k : best;
+        hits += best == labels[i];
+        double q = row[labels[i]];
+        loss -= log(q > 1e-7 ? q : 1e-7);
+    }
+    if (correct != NULL)
+        *correct = hits;
+    return n > 0 ? loss / n : 0.0;
+}
+
+void hpo_cross_entropy_backward(int n, int classes, const float *p, const uint8_t *labels,
+                                float *dz)
+{
+    float scale = 1.0f / (float)n;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < classes; k++) {
+            float target = k == labels[i] ? 1.0f : 0.0f;
+            dz[(size_t)i * classes + k] = (p[(size_t)i * classes + k] - target) * scale;
+        }
+    }
+}

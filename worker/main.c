@@ -1,0 +1,30 @@
+/* hpo-worker: trains CIFAR-10 models, standalone (`train`) or for a
+ * coordinator. */
+#include <stdio.h>
+#include <string.h>
+
+#include "train_cli.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage: hpo-worker train --model FILE --data DIR [options]\n"
+          "       hpo-worker --help\n"
+          "\n"
+          "Commands:\n"
+          "  train    train one model spec locally (hpo-worker train --help)\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "train") == 0)
+        return hpo_train_cli_main(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2)
+        fprintf(stderr, "hpo-worker: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
