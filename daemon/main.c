@@ -1,0 +1,388 @@
+/* hpod: the coordinator of a tuning study. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+
+#include "hpo/error.h"
+#include "hpo/log.h"
+#include "hpo/protocol.h"
+#include "hpo/study.h"
+#include "hpo/tuner.h"
+#include "scheduler.h"
+#include "server.h"
+#include "storage.h"
+
+typedef struct {
+    const char *study_path;
+    const char *db_path;
+    const char *workers_endpoint;
+    const char *control_endpoint;
+    const char *tuner;
+    const char *ready_file;
+    int max_trials;          /* 0: from the database or the study file */
+    bool seed_given;
+    uint64_t seed;
+    int max_failures;
+    int worker_timeout_s;
+    int heartbeat_ms;
+    bool linger;
+    hpo_log_level log_level;
+} hpod_options;
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: hpod --db PATH [--study FILE] [options]\n"
+        "Coordinates a hyperparameter tuning study: hands trials to hpo-worker\n"
+        "processes, stores every result in an SQLite database and answers hpoctl.\n"
+        "\n"
+        "  --study FILE          study file (JSON); may be left out when --db\n"
+        "                        already holds the study, which then resumes\n"
+        "  --db PATH             SQLite database of the study (created if absent)\n"
+        "  --workers ENDPOINT    endpoint that workers connect to\n"
+        "                        (default tcp://*:5555)\n"
+        "  --control ENDPOINT    endpoint for hpoctl (default tcp://127.0.0.1:5556)\n"
+        "  --max-trials N        trials that count before the study is complete\n"
+        "                        (default: the study file's budget.max_trials)\n"
+        "  --seed N              seed of the tuner and the trials (default 1; a\n"
+        "                        resumed study keeps its stored seed)\n"
+        "  --tuner NAME          proposal method: random (default random)\n"
+        "  --max-failures N      end the study as failed after N trials in a row\n"
+        "                        failed on workers (default 3)\n"
+        "  --worker-timeout S    seconds of silence after which a worker is lost\n"
+        "                        and its trial queued again (default 30)\n"
+        "  --heartbeat-ms MS     heartbeat interval sent to workers (default %d)\n"
+        "  --linger              keep answering hpoctl after the study ended,\n"
+        "                        until hpoctl stop or a signal\n"
+        "  --ready-file PATH     write the bound endpoints to PATH once listening\n"
+        "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+        "  --help                show this help\n",
+        HPO_HEARTBEAT_MS_DEFAULT);
+}
+
+/* Parses a decimal integer in [min, max] for option `name`. */
+static int parse_int(const char *name, const char *text, long long min,
+                     long long max, long long *out, char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
+        return hpo_error(err, errlen, "%s: invalid value \"%s\"; expected an "
+                         "integer from %lld to %lld", name, text, min, max);
+    *out = value;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
+                         char *err, size_t errlen)
+{
+    enum { OPT_MAX_TRIALS = 256, OPT_MAX_FAILURES, OPT_WORKER_TIMEOUT,
+           OPT_HEARTBEAT, OPT_LINGER, OPT_READY_FILE, OPT_LOG_LEVEL };
+    static const struct option longopts[] = {
+        {"study", required_argument, NULL, 's'},
+        {"db", required_argument, NULL, 'd'},
+        {"workers", required_argument, NULL, 'w'},
+        {"control", required_argument, NULL, 'c'},
+        {"seed", required_argument, NULL, 'S'},
+        {"tuner", required_argument, NULL, 't'},
+        {"max-trials", required_argument, NULL, OPT_MAX_TRIALS},
+        {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+        {"worker-timeout", required_argument, NULL, OPT_WORKER_TIMEOUT},
+        {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+        {"linger", no_argument, NULL, OPT_LINGER},
+        {"ready-file", required_argument, NULL, OPT_READY_FILE},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+
+    *o = (hpod_options){
+        .workers_endpoint = "tcp://*:5555",
+        .control_endpoint = "tcp://127.0.0.1:5556",
+        .tuner = "random",
+        .seed = 1,
+        .max_failures = 3,
+        .worker_timeout_s = 30,
+        .heartbeat_ms = HPO_HEARTBEAT_MS_DEFAULT,
+        .log_level = HPO_LOG_INFO,
+    };
+    *help = false;
+
+    opterr = 0;
+    int c;
+    long long value = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o->study_path = optarg; break;
+        case 'd': o->db_path = optarg; break;
+        case 'w': o->workers_endpoint = optarg; break;
+        case 'c': o->control_endpoint = optarg; break;
+        case 't': o->tuner = optarg; break;
+        case OPT_LINGER: o->linger = true; break;
+        case OPT_READY_FILE: o->ready_file = optarg; break;
+        case 'h': *help = true; return 0;
+        case 'S':
+            if (parse_int("--seed", optarg, 0, HPO_PROTO_INT_MAX, &value, err, errlen) != 0)
+                return -1;
+            o->seed = (uint64_t)value;
+            o->seed_given = true;
+            break;
+        case OPT_MAX_TRIALS:
+            if (parse_int("--max-trials", optarg, 1, 1000000, &value, err, errlen) != 0)
+                return -1;
+            o->max_trials = (int)value;
+            break;
+        case OPT_MAX_FAILURES:
+            if (parse_int("--max-failures", optarg, 1, 1000000, &value, err, errlen) != 0)
+                return -1;
+            o->max_failures = (int)value;
+            break;
+        case OPT_WORKER_TIMEOUT:
+            if (parse_int("--worker-timeout", optarg, 1, 86400, &value, err, errlen) != 0)
+                return -1;
+            o->worker_timeout_s = (int)value;
+            break;
+        case OPT_HEARTBEAT:
+            if (parse_int("--heartbeat-ms", optarg, 100, 3600000, &value, err, errlen) != 0)
+                return -1;
+            o->heartbeat_ms = (int)value;
+            break;
+        case OPT_LOG_LEVEL:
+            if (hpo_log_level_parse(optarg, &o->log_level) != 0)
+                return hpo_error(err, errlen, "--log-level: invalid value \"%s\"; "
+                                 "expected debug, info, warn or error", optarg);
+            break;
+        default:
+            return hpo_error(err, errlen, "unknown or incomplete option \"%s\"; "
+                             "see hpod --help", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return hpo_error(err, errlen, "unexpected argument \"%s\"; see hpod --help",
+                         argv[optind]);
+    if (o->db_path == NULL)
+        return hpo_error(err, errlen, "--db is missing; give the SQLite file that "
+                         "holds (or will hold) the study");
+    if ((int64_t)o->worker_timeout_s * 1000 < 2 * (int64_t)o->heartbeat_ms)
+        return hpo_error(err, errlen, "--worker-timeout %d s is shorter than two "
+                         "heartbeats of %d ms; raise it", o->worker_timeout_s,
+                         o->heartbeat_ms);
+    return 0;
+}
+
+/* Reads a whole file into a NUL-terminated string the caller frees. */
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        hpo_error(err, errlen, "cannot open study file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t size = 0, capacity = 0;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0) {
+        if (size + n + 1 > capacity) {
+            capacity = (size + n + 1) * 2;
+            char *bigger = realloc(text, capacity);
+            if (bigger == NULL) {
+                free(text);
+                fclose(file);
+                hpo_error(err, errlen, "out of memory reading %s", path);
+                return NULL;
+            }
+            text = bigger;
+        }
+        memcpy(text + size, chunk, n);
+        size += n;
+    }
+    bool failed = ferror(file);
+    fclose(file);
+    if (failed || text == NULL) {
+        free(text);
+        hpo_error(err, errlen, "cannot read study file %s%s", path,
+                  failed ? "" : ": the file is empty");
+        return NULL;
+    }
+    text[size] = '\0';
+    return text;
+}
+
+/* True when two JSON texts hold the same document (formatting aside). */
+static bool same_json(const char *a, const char *b)
+{
+    cJSON *x = cJSON_Parse(a), *y = cJSON_Parse(b);
+    bool same = x != NULL && y != NULL && cJSON_Compare(x, y, true);
+    cJSON_Delete(x);
+    cJSON_Delete(y);
+    return same;
+}
+
+/* Loads the study from the database (resume) or from --study (new study),
+ * and settles max trials and the seed. */
+static int load_study(hpod_options *o, hpo_storage *storage, hpo_study **study,
+                      char *err, size_t errlen)
+{
+    hpo_study_info info;
+    bool found = false;
+    if (hpo_storage_study_get(storage, &info, &found, err, errlen) != 0)
+        return -1;
+
+    char *file_text = NULL;
+    if (o->study_path != NULL && (file_text = read_file(o->study_path, err, errlen)) == NULL) {
+        hpo_study_info_clear(&info);
+        return -1;
+    }
+
+    int result = -1;
+    if (found) {
+        if (file_text != NULL && !same_json(file_text, info.spec)) {
+            hpo_error(err, errlen, "%s holds study \"%s\" from a different study "
+                      "file than %s; use a new --db, or leave out --study to "
+                      "resume the stored study", o->db_path, info.name,
+                      o->study_path);
+            goto done;
+        }
+        if (hpo_study_parse(info.spec, study, err, errlen) != 0)
+            goto done;
+        if (o->seed_given && o->seed != info.seed)
+            hpo_log_warn("--seed %" PRIu64 " ignored: the resumed study keeps its "
+                         "seed %" PRIu64, o->seed, info.seed);
+        o->seed = info.seed;
+        if (o->max_trials == 0)
+            o->max_trials = info.max_trials;
+        hpo_log_info("resuming study %s from %s (state %s, created %s)",
+                     info.name, o->db_path, info.state, info.created);
+        result = 0;
+    } else {
+        if (file_text == NULL) {
+            hpo_error(err, errlen, "--study is missing: %s holds no study yet, so "
+                      "give the study file to start one", o->db_path);
+            goto done;
+        }
+        if (hpo_study_parse(file_text, study, err, errlen) != 0) {
+            char inner[HPO_ERR_MAX];
+            snprintf(inner, sizeof inner, "%s", err);
+            hpo_error(err, errlen, "%s: %s", o->study_path, inner);
+            goto done;
+        }
+        if (o->max_trials == 0)
+            o->max_trials = hpo_study_budget(*study)->max_trials;
+        if (hpo_storage_study_create(storage, hpo_study_name(*study), file_text,
+                                     o->seed, o->max_trials, err, errlen) != 0) {
+            hpo_study_destroy(study);
+            goto done;
+        }
+        hpo_log_info("new study %s from %s in %s", hpo_study_name(*study),
+                     o->study_path, o->db_path);
+        result = 0;
+    }
+    if (result == 0 && o->max_trials < 1) {
+        hpo_study_destroy(study);
+        result = hpo_error(err, errlen, "max trials is %d; give --max-trials N "
+                           "or budget.max_trials in the study file", o->max_trials);
+    }
+
+done:
+    free(file_text);
+    hpo_study_info_clear(&info);
+    return result;
+}
+
+static void on_stop_signal(int signum)
+{
+    (void)signum;
+    hpo_server_request_stop();
+}
+
+static void install_signal_handlers(void)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+    char err[HPO_ERR_MAX];
+    hpod_options o;
+    bool help = false;
+
+    gsl_set_error_handler_off();
+    if (parse_options(argc, argv, &o, &help, err, sizeof err) != 0) {
+        fprintf(stderr, "hpod: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        print_usage(stdout);
+        return 0;
+    }
+    hpo_log_init("hpod", o.log_level);
+
+    hpo_storage *storage = NULL;
+    hpo_study *study = NULL;
+    hpo_tuner *tuner = NULL;
+    hpo_scheduler *scheduler = NULL;
+    int status = 1;
+
+    if (hpo_storage_open(o.db_path, true, &storage, err, sizeof err) != 0 ||
+        load_study(&o, storage, &study, err, sizeof err) != 0 ||
+        hpo_tuner_create(o.tuner, study, o.seed, &tuner, err, sizeof err) != 0)
+        goto fail;
+
+    hpo_scheduler_options sched_options = {
+        .max_trials = o.max_trials,
+        .max_consecutive_failures = o.max_failures,
+        .max_consecutive_unbuildable = 1000,
+        .max_attempts = 3,
+        .seed = o.seed,
+    };
+    if (hpo_scheduler_create(study, tuner, storage, &sched_options, &scheduler,
+                             err, sizeof err) != 0)
+        goto fail;
+
+    install_signal_handlers();
+    hpo_log_info("hpod starting: study %s, tuner %s, max trials %d, seed %" PRIu64
+                 ", database %s", hpo_study_name(study), hpo_tuner_name(tuner),
+                 o.max_trials, o.seed, o.db_path);
+    hpo_server_options server_options = {
+        .workers_endpoint = o.workers_endpoint,
+        .control_endpoint = o.control_endpoint,
+        .heartbeat_ms = o.heartbeat_ms,
+        .worker_timeout_ms = o.worker_timeout_s * 1000,
+        .linger = o.linger,
+        .ready_file = o.ready_file,
+    };
+    hpo_server_parts parts = {study, tuner, storage, scheduler};
+    if (hpo_server_run(&server_options, &parts, err, sizeof err) != 0)
+        goto fail;
+
+    hpo_study_state state = hpo_scheduler_state(scheduler);
+    status = state == HPO_STUDY_FAILED ? 1 : 0;
+    hpo_log_info("hpod stopped: study %s is %s", hpo_study_name(study),
+                 hpo_study_state_name(state));
+    goto cleanup;
+
+fail:
+    hpo_log_error("%s", err);
+
+cleanup:
+    hpo_scheduler_destroy(&scheduler);
+    hpo_tuner_destroy(&tuner);
+    hpo_study_destroy(&study);
+    hpo_storage_close(&storage);
+    return status;
+}

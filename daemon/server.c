@@ -1,0 +1,762 @@
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "control.h"
+#include "hpo/error.h"
+#include "hpo/log.h"
+#include "hpo/protocol.h"
+#include "hpo/transport.h"
+
+/* Messages read from one socket before the loop looks at the other, so a
+ * flood on one socket cannot starve the other. */
+#define DRAIN_BURST 64
+
+/* Maximum zmq_poll wait in ms; bounds how late lost workers and stop requests are
+ * noticed. */
+#define POLL_MS 250
+
+/* Delay, in ms, that no_work gives an idle worker before its next ready. */
+#define NO_WORK_RETRY_MS 1000
+
+typedef struct {
+    int64_t id;                    /* database id; shown as "w<id>" */
+    hpo_peer peer;
+    char host[HPO_HOST_MAX + 1];
+    char name[HPO_NAME_MAX + 1];
+    int64_t pid;
+    int threads;
+    int64_t last_seen_ms;
+    bool connected;
+} worker_slot;
+
+typedef struct {
+    const hpo_server_options *options;
+    const hpo_server_parts *parts;
+    void *ctx;
+    void *workers_sock;
+    void *control_sock;
+
+    worker_slot *workers;
+    size_t n_workers, workers_capacity;
+
+    bool stop_by_client;  /* hpoctl stop arrived */
+    bool end_announced;   /* shutdown was sent to the workers */
+} server;
+
+static volatile sig_atomic_t stop_signal;
+
+void hpo_server_request_stop(void)
+{
+    stop_signal = 1;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- worker registry ------------------------------------------------- */
+
+/* Parses "w<digits>" into the database id; 0 when it is not one. */
+static int64_t worker_id_parse(const char *text)
+{
+    if (text == NULL || text[0] != 'w' || text[1] < '1' || text[1] > '9')
+        return 0;
+    char *end = NULL;
+    long long id = strtoll(text + 1, &end, 10);
+    return *end == '\0' && id > 0 ? (int64_t)id : 0;
+}
+
+static worker_slot *worker_find(server *srv, int64_t id)
+{
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        if (srv->workers[i].id == id && srv->workers[i].connected)
+            return &srv->workers[i];
+    }
+    return NULL;
+}
+
+static worker_slot *worker_find_peer(server *srv, const hpo_peer *peer)
+{
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        worker_slot *w = &srv->workers[i];
+        if (w->connected && w->peer.size == peer->size &&
+            memcmp(w->peer.id, peer->id, peer->size) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static worker_slot *worker_add(server *srv)
+{
+    /* Reuse the slot of a worker that was lost. */
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        if (!srv->workers[i].connected) {
+            memset(&srv->workers[i], 0, sizeof srv->workers[i]);
+            return &srv->workers[i];
+        }
+    }
+    if (srv->n_workers == srv->workers_capacity) {
+        size_t grown = srv->workers_capacity == 0 ? 8 : srv->workers_capacity * 2;
+        worker_slot *bigger = realloc(srv->workers, grown * sizeof *bigger);
+        if (bigger == NULL)
+            return NULL;
+        srv->workers = bigger;
+        srv->workers_capacity = grown;
+    }
+    worker_slot *w = &srv->workers[srv->n_workers++];
+    memset(w, 0, sizeof *w);
+    return w;
+}
+
+static int connected_count(const server *srv)
+{
+    int count = 0;
+    for (size_t i = 0; i < srv->n_workers; i++)
+        count += srv->workers[i].connected;
+    return count;
+}
+
+/* Array of the connected workers, for `hpoctl status`. */
+static cJSON *workers_json(const server *srv)
+{
+    cJSON *list = cJSON_CreateArray();
+    int64_t now = now_ms();
+    for (size_t i = 0; list != NULL && i < srv->n_workers; i++) {
+        const worker_slot *w = &srv->workers[i];
+        if (!w->connected)
+            continue;
+        cJSON *obj = cJSON_CreateObject();
+        char id[32];
+        snprintf(id, sizeof id, "w%" PRId64, w->id);
+        cJSON_AddStringToObject(obj, "id", id);
+        cJSON_AddStringToObject(obj, "name", w->name);
+        cJSON_AddStringToObject(obj, "host", w->host);
+        cJSON_AddNumberToObject(obj, "pid", (double)w->pid);
+        cJSON_AddNumberToObject(obj, "threads", w->threads);
+        int64_t trial = hpo_scheduler_worker_trial(srv->parts->scheduler, w->id);
+        if (trial > 0)
+            cJSON_AddNumberToObject(obj, "trial", (double)trial);
+        else
+            cJSON_AddNullToObject(obj, "trial");
+        cJSON_AddNumberToObject(obj, "last_seen_ms_ago", (double)(now - w->last_seen_ms));
+        cJSON_AddItemToArray(list, obj);
+    }
+    return list;
+}
+
+/* --- sending ------------------------------------------------------------- */
+
+/* Sends msg to a peer; a failure is logged, because the loop goes on. */
+static int send_to(void *sock, const hpo_peer *peer, const hpo_msg *msg,
+                   const char *who)
+{
+    char err[HPO_ERR_MAX];
+    if (hpo_transport_send_msg(sock, peer, msg, err, sizeof err) != 0) {
+        hpo_log_limited("send", 10, HPO_LOG_WARN, "sending %s to %s failed: %s",
+                        hpo_msg_type_name(msg->type), who, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int send_worker(server *srv, const worker_slot *w, const hpo_msg *msg)
+{
+    char who[32];
+    snprintf(who, sizeof who, "worker w%" PRId64, w->id);
+    return send_to(srv->workers_sock, &w->peer, msg, who);
+}
+
+static void send_error(void *sock, const hpo_peer *peer, hpo_proto_status code,
+                       const char *text)
+{
+    hpo_msg msg;
+    hpo_msg_error_init(&msg, code, "%s", text);
+    char who[64];
+    send_to(sock, peer, &msg, hpo_peer_format(peer, who, sizeof who));
+}
+
+static void send_stop_trial(server *srv, const worker_slot *w, int64_t trial_id,
+                            const char *reason)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_STOP_TRIAL);
+    msg.stop_trial.trial_id = trial_id;
+    snprintf(msg.stop_trial.reason, sizeof msg.stop_trial.reason, "%s", reason);
+    hpo_log_info("telling worker w%" PRId64 " to stop trial %" PRId64 ": %s",
+                 w->id, trial_id, reason);
+    send_worker(srv, w, &msg);
+}
+
+static void broadcast_shutdown(server *srv, const char *reason)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_SHUTDOWN);
+    snprintf(msg.shutdown.reason, sizeof msg.shutdown.reason, "%s", reason);
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        if (!srv->workers[i].connected)
+            continue;
+        hpo_log_info("telling worker w%" PRId64 " to shut down: %s",
+                     srv->workers[i].id, reason);
+        send_worker(srv, &srv->workers[i], &msg);
+    }
+}
+
+/* Logs a database or scheduler failure that the loop survives. */
+static void log_failure(const char *action, const char *err)
+{
+    hpo_log_error("%s failed: %s", action, err);
+}
+
+/* --- worker messages ---------------------------------------------------- */
+
+static void lose_worker(server *srv, worker_slot *w, const char *reason)
+{
+    char err[HPO_ERR_MAX];
+    w->connected = false;
+    hpo_log_warn("worker w%" PRId64 " (%s, pid %" PRId64 ") lost: %s",
+                 w->id, w->host, w->pid, reason);
+    hpo_storage_event(srv->parts->storage, w->id, 0, "lost", reason, err, sizeof err);
+    if (hpo_scheduler_worker_lost(srv->parts->scheduler, w->id, reason,
+                                  err, sizeof err) != 0)
+        log_failure("re-queueing the lost worker's trial", err);
+}
+
+static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_register *reg)
+{
+    char err[HPO_ERR_MAX];
+
+    /* A peer that registers again (its coordinator vanished, or it was
+     * sent unknown_worker) gives up its old identity and trial. */
+    worker_slot *old = worker_find_peer(srv, peer);
+    if (old != NULL)
+        lose_worker(srv, old, "registered again");
+
+    int64_t id = 0;
+    if (hpo_storage_worker_add(srv->parts->storage, reg->host, reg->pid,
+                               reg->threads, &id, err, sizeof err) != 0) {
+        log_failure("registering a worker", err);
+        send_error(srv->workers_sock, peer, HPO_PROTO_INTERNAL,
+                   "the coordinator could not store the registration");
+        return;
+    }
+    worker_slot *w = worker_add(srv);
+    if (w == NULL) {
+        hpo_log_error("out of memory registering worker w%" PRId64, id);
+        send_error(srv->workers_sock, peer, HPO_PROTO_INTERNAL, "out of memory");
+        return;
+    }
+    w->id = id;
+    w->peer = *peer;
+    snprintf(w->host, sizeof w->host, "%s", reg->host);
+    snprintf(w->name, sizeof w->name, "%s", reg->name);
+    w->pid = reg->pid;
+    w->threads = reg->threads;
+    w->last_seen_ms = now_ms();
+    w->connected = true;
+    hpo_log_info("worker w%" PRId64 " registered: %s on %s, pid %" PRId64
+                 ", %d threads%s", id, reg->name[0] ? reg->name : "(unnamed)",
+                 reg->host, reg->pid, reg->threads,
+                 reg->n_pending > 0 ? ", with unacknowledged results" : "");
+
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_REGISTERED);
+    snprintf(msg.registered.worker_id, sizeof msg.registered.worker_id,
+             "w%" PRId64, id);
+    msg.registered.heartbeat_ms = srv->options->heartbeat_ms;
+    send_worker(srv, w, &msg);
+
+    /* A worker that kept training through a coordinator restart keeps its
+     * trial if it is still queued here; otherwise it must stop. */
+    if (reg->running_trial > 0) {
+        int adopted = hpo_scheduler_adopt(srv->parts->scheduler, reg->running_trial,
+                                          id, err, sizeof err);
+        if (adopted < 0)
+            log_failure("adopting a running trial", err);
+        else if (adopted == 0)
+            send_stop_trial(srv, w, reg->running_trial,
+                            "the trial is not queued in this study");
+    }
+}
+
+/* Finds the sender of a message that names a worker id; replies
+ * unknown_worker when the id is not registered here. */
+static worker_slot *known_worker(server *srv, const hpo_peer *peer,
+                                 const char *worker_id, const char *type)
+{
+    worker_slot *w = worker_find(srv, worker_id_parse(worker_id));
+    if (w == NULL) {
+        char text[160];
+        snprintf(text, sizeof text, "worker id \"%.64s\" is not registered with "
+                 "this coordinator; send register", worker_id);
+        hpo_log_limited("unknown_worker", 5, HPO_LOG_WARN, "%s from %s: %s",
+                        type, worker_id, text);
+        send_error(srv->workers_sock, peer, HPO_PROTO_UNKNOWN_WORKER, text);
+        return NULL;
+    }
+    w->peer = *peer;
+    w->last_seen_ms = now_ms();
+    return w;
+}
+
+static void send_trial(server *srv, worker_slot *w, hpo_assignment *a)
+{
+    const hpo_budget *budget = hpo_study_budget(srv->parts->study);
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_TRIAL);
+    msg.trial.trial_id = a->trial_id;
+    msg.trial.params = a->params;
+    msg.trial.model = a->model;
+    msg.trial.seed = a->seed;
+    msg.trial.budget.epochs = budget->epochs;
+    msg.trial.budget.train_size = budget->train_size;
+    msg.trial.budget.val_size = budget->val_size;
+    msg.trial.budget.batch_size = budget->batch_size;
+
+    if (send_worker(srv, w, &msg) != 0)
+        lose_worker(srv, w, "the trial could not be sent");
+}
+
+static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *ready)
+{
+    char err[HPO_ERR_MAX];
+    worker_slot *w = known_worker(srv, peer, ready->worker_id, "ready");
+    if (w == NULL)
+        return;
+
+    hpo_scheduler *sched = srv->parts->scheduler;
+    int64_t abandoned = hpo_scheduler_worker_trial(sched, w->id);
+    if (abandoned > 0) {
+        hpo_log_warn("worker w%" PRId64 " asked for work while holding trial %"
+                     PRId64, w->id, abandoned);
+        if (hpo_scheduler_worker_lost(sched, w->id, "its worker asked for a new "
+                                      "trial", err, sizeof err) != 0)
+            log_failure("re-queueing an abandoned trial", err);
+    }
+
+    hpo_next_kind kind = HPO_NEXT_DONE;
+    hpo_assignment a;
+    if (hpo_scheduler_next(sched, w->id, &kind, &a, err, sizeof err) != 0) {
+        log_failure("choosing the next trial", err);
+        kind = HPO_NEXT_WAIT;
+    }
+
+    hpo_msg msg;
+    switch (kind) {
+    case HPO_NEXT_TRIAL:
+        send_trial(srv, w, &a);
+        hpo_assignment_clear(&a);
+        return;
+    case HPO_NEXT_WAIT:
+        hpo_msg_init(&msg, HPO_MSG_NO_WORK);
+        msg.no_work.retry_ms = NO_WORK_RETRY_MS;
+        break;
+    case HPO_NEXT_DONE:
+        hpo_msg_init(&msg, HPO_MSG_STUDY_DONE);
+        break;
+    }
+    send_worker(srv, w, &msg);
+}
+
+static void on_progress(server *srv, const hpo_peer *peer, const hpo_msg_progress *p)
+{
+    char err[HPO_ERR_MAX];
+    worker_slot *w = known_worker(srv, peer, p->worker_id, "progress");
+    if (w == NULL)
+        return;
+
+    hpo_scheduler *sched = srv->parts->scheduler;
+    if (hpo_scheduler_trial_worker(sched, p->trial_id) != w->id) {
+        int adopted = hpo_scheduler_adopt(sched, p->trial_id, w->id, err, sizeof err);
+        if (adopted <= 0) {
+            send_stop_trial(srv, w, p->trial_id, "the trial is not assigned to "
+                            "this worker");
+            return;
+        }
+    }
+
+    cJSON *metrics = cJSON_CreateObject();
+    cJSON_AddNumberToObject(metrics, "epochs", p->epochs);
+    cJSON_AddNumberToObject(metrics, "loss", p->loss);
+    cJSON_AddNumberToObject(metrics, "accuracy", p->accuracy);
+    if (isfinite(p->val_loss))
+        cJSON_AddNumberToObject(metrics, "val_loss", p->val_loss);
+    if (isfinite(p->val_accuracy))
+        cJSON_AddNumberToObject(metrics, "val_accuracy", p->val_accuracy);
+    cJSON_AddNumberToObject(metrics, "seconds", p->seconds);
+    cJSON_AddNumberToObject(metrics, "images_per_second", p->images_per_second);
+    if (hpo_scheduler_progress(sched, p->trial_id, p->epoch, metrics, err,
+                               sizeof err) != 0)
+        log_failure("storing progress", err);
+    cJSON_Delete(metrics);
+
+    hpo_log_info("trial %" PRId64 " epoch %d/%d on worker w%" PRId64 ": loss "
+                 "%.4f, accuracy %.4f, val_loss %.4f, val_accuracy %.4f, %.1f s",
+                 p->trial_id, p->epoch, p->epochs, w->id, p->loss, p->accuracy,
+                 p->val_loss, p->val_accuracy, p->seconds);
+}
+
+static void on_result(server *srv, const hpo_peer *peer, const hpo_msg_result *res)
+{
+    char err[HPO_ERR_MAX];
+    worker_slot *w = known_worker(srv, peer, res->worker_id, "result");
+    if (w == NULL)
+        return;
+
+    hpo_trial_report report = {
+        .trial_id = res->trial_id,
+        .worker_id = w->id,
+        .outcome = res->status == HPO_TRIAL_OK       ? HPO_OUTCOME_OK
+                   : res->status == HPO_TRIAL_FAILED ? HPO_OUTCOME_FAILED
+                                                     : HPO_OUTCOME_INTERRUPTED,
+        .metrics = res->metrics,
+        .epochs_run = res->epochs_run,
+        .seconds = res->wall_seconds,
+        .error = res->error,
+    };
+    hpo_report_outcome outcome;
+    int64_t other = 0;
+    if (hpo_scheduler_report(srv->parts->scheduler, &report, &outcome, &other,
+                             err, sizeof err) != 0) {
+        /* No acknowledgment: the worker keeps the result and sends it again. */
+        log_failure("storing a result", err);
+        send_error(srv->workers_sock, peer, HPO_PROTO_INTERNAL,
+                   "the coordinator could not store the result; it will be "
+                   "requested again");
+        return;
+    }
+    if (outcome == HPO_REPORT_DUPLICATE)
+        hpo_log_info("result of trial %" PRId64 " from worker w%" PRId64
+                     " ignored: the trial had finished already",
+                     res->trial_id, w->id);
+    else if (outcome == HPO_REPORT_UNKNOWN)
+        hpo_log_warn("result of trial %" PRId64 " from worker w%" PRId64
+                     " ignored: no such trial in this study",
+                     res->trial_id, w->id);
+
+    hpo_msg ack;
+    hpo_msg_init(&ack, HPO_MSG_RESULT_ACK);
+    ack.result_ack.trial_id = res->trial_id;
+    send_worker(srv, w, &ack);
+
+    worker_slot *second = other > 0 ? worker_find(srv, other) : NULL;
+    if (second != NULL)
+        send_stop_trial(srv, second, res->trial_id, "another worker finished it");
+}
+
+static void on_worker_message(server *srv, const hpo_peer *peer, const hpo_msg *msg)
+{
+    switch (msg->type) {
+    case HPO_MSG_REGISTER:
+        on_register(srv, peer, &msg->reg);
+        break;
+    case HPO_MSG_READY:
+        on_ready(srv, peer, &msg->ready);
+        break;
+    case HPO_MSG_PROGRESS:
+        on_progress(srv, peer, &msg->progress);
+        break;
+    case HPO_MSG_HEARTBEAT:
+        known_worker(srv, peer, msg->heartbeat.worker_id, "heartbeat");
+        break;
+    case HPO_MSG_RESULT:
+        on_result(srv, peer, &msg->result);
+        break;
+    case HPO_MSG_ERROR:
+        hpo_log_limited("worker_error", 5, HPO_LOG_WARN, "a worker reported "
+                        "error %s: %s", hpo_proto_status_name(msg->error.code),
+                        msg->error.message);
+        break;
+    default: {
+        char text[128];
+        snprintf(text, sizeof text, "%s is not a message for the workers' "
+                 "endpoint", hpo_msg_type_name(msg->type));
+        hpo_log_limited("worker_unexpected", 5, HPO_LOG_WARN, "%s", text);
+        send_error(srv->workers_sock, peer, HPO_PROTO_UNEXPECTED, text);
+        break;
+    }
+    }
+}
+
+/* --- control messages --------------------------------------------------- */
+
+static void on_stop_query(server *srv, const hpo_peer *peer)
+{
+    char err[HPO_ERR_MAX];
+    hpo_log_info("stop requested by hpoctl");
+    if (hpo_scheduler_state(srv->parts->scheduler) == HPO_STUDY_RUNNING &&
+        hpo_scheduler_stop(srv->parts->scheduler, "stopped by hpoctl",
+                           err, sizeof err) != 0)
+        log_failure("stopping the study", err);
+    srv->stop_by_client = true;
+
+    hpo_msg reply;
+    hpo_msg_init(&reply, HPO_MSG_REPLY);
+    reply.reply.command = HPO_QUERY_STOP;
+    reply.reply.data = cJSON_CreateObject();
+    cJSON_AddStringToObject(reply.reply.data, "state",
+                            hpo_study_state_name(hpo_scheduler_state(srv->parts->scheduler)));
+    send_to(srv->control_sock, peer, &reply, "hpoctl");
+    hpo_msg_clear(&reply);
+}
+
+static void on_query(server *srv, const hpo_peer *peer, const hpo_msg_query *query)
+{
+    if (query->command == HPO_QUERY_STOP) {
+        on_stop_query(srv, peer);
+        return;
+    }
+
+    cJSON *workers = workers_json(srv);
+    hpo_control_context ctx = {
+        .study = srv->parts->study,
+        .storage = srv->parts->storage,
+        .source = "hpod",
+        .tuner = hpo_tuner_name(srv->parts->tuner),
+        .workers = workers,
+    };
+    cJSON *data = NULL;
+    hpo_proto_status code = HPO_PROTO_INTERNAL;
+    char err[HPO_ERR_MAX];
+    int rc = hpo_control_answer(&ctx, query->command, query->args, &data, &code,
+                                err, sizeof err);
+    cJSON_Delete(workers);
+    if (rc != 0) {
+        hpo_log_warn("query %s failed: %s", hpo_query_command_name(query->command), err);
+        send_error(srv->control_sock, peer, code, err);
+        return;
+    }
+
+    hpo_msg reply;
+    hpo_msg_init(&reply, HPO_MSG_REPLY);
+    reply.reply.command = query->command;
+    reply.reply.data = data;
+    hpo_log_debug("query %s answered", hpo_query_command_name(query->command));
+    send_to(srv->control_sock, peer, &reply, "hpoctl");
+    hpo_msg_clear(&reply);
+}
+
+static void on_control_message(server *srv, const hpo_peer *peer, const hpo_msg *msg)
+{
+    if (msg->type == HPO_MSG_QUERY) {
+        on_query(srv, peer, &msg->query);
+        return;
+    }
+    char text[128];
+    snprintf(text, sizeof text, "%s is not a message for the control endpoint; "
+             "send query", hpo_msg_type_name(msg->type));
+    hpo_log_limited("control_unexpected", 5, HPO_LOG_WARN, "%s", text);
+    send_error(srv->control_sock, peer, HPO_PROTO_UNEXPECTED, text);
+}
+
+/* --- loop --------------------------------------------------------------- */
+
+typedef void (*message_handler)(server *srv, const hpo_peer *peer,
+                                const hpo_msg *msg);
+
+/* Reads up to DRAIN_BURST waiting messages from sock. Invalid messages get
+ * an error reply and a rate-limited log line. Returns -1 when the socket
+ * fails. */
+static int drain(server *srv, void *sock, const char *label,
+                 message_handler handle, char *err, size_t errlen)
+{
+    for (int i = 0; i < DRAIN_BURST; i++) {
+        hpo_peer peer;
+        hpo_msg msg;
+        hpo_proto_status status = HPO_PROTO_OK;
+        char why[HPO_ERR_MAX];
+        hpo_recv_result rc = hpo_transport_recv_msg(sock, &peer, 0, &msg, &status,
+                                                    why, sizeof why);
+        switch (rc) {
+        case HPO_RECV_OK:
+            handle(srv, &peer, &msg);
+            hpo_msg_clear(&msg);
+            break;
+        case HPO_RECV_AGAIN:
+            return 0;
+        case HPO_RECV_INVALID: {
+            char who[64];
+            hpo_log_limited(label, 5, HPO_LOG_WARN, "invalid message on the %s "
+                            "endpoint from %s: %s (%s)", label,
+                            hpo_peer_format(&peer, who, sizeof who), why,
+                            hpo_proto_status_name(status));
+            if (status != HPO_PROTO_INVALID_ENVELOPE)
+                send_error(sock, &peer, status, why);
+            break;
+        }
+        case HPO_RECV_FAILED:
+            return hpo_error(err, errlen, "receiving on the %s endpoint failed: %s",
+                             label, why);
+        }
+    }
+    return 0;
+}
+
+static void check_lost_workers(server *srv)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        worker_slot *w = &srv->workers[i];
+        if (w->connected && now - w->last_seen_ms > srv->options->worker_timeout_ms) {
+            char reason[96];
+            snprintf(reason, sizeof reason, "no message for %d ms",
+                     srv->options->worker_timeout_ms);
+            lose_worker(srv, w, reason);
+        }
+    }
+}
+
+/* Logs the final line of a study and tells the workers to exit. */
+static void announce_end(server *srv)
+{
+    const hpo_scheduler *sched = srv->parts->scheduler;
+    char err[HPO_ERR_MAX];
+    int counts[HPO_TRIAL_STATE_COUNT] = {0};
+    int counted = 0;
+    if (hpo_storage_trial_counts(srv->parts->storage, counts, &counted, err,
+                                 sizeof err) != 0)
+        log_failure("counting trials", err);
+
+    hpo_log_info("study %s %s (%s): %d trials counted, %d ok, %d failed, %d "
+                 "queued", hpo_study_name(srv->parts->study),
+                 hpo_study_state_name(hpo_scheduler_state(sched)),
+                 hpo_scheduler_state_reason(sched), counted,
+                 counts[HPO_TRIAL_STATE_OK], counts[HPO_TRIAL_STATE_FAILED],
+                 counts[HPO_TRIAL_STATE_QUEUED]);
+    char reason[HPO_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "study %s", hpo_study_state_name(hpo_scheduler_state(sched)));
+    broadcast_shutdown(srv, reason);
+    srv->end_announced = true;
+}
+
+static int write_ready_file(const server *srv, char *err, size_t errlen)
+{
+    char workers[256], control[256];
+    if (hpo_transport_last_endpoint(srv->workers_sock, workers, sizeof workers,
+                                    err, errlen) != 0 ||
+        hpo_transport_last_endpoint(srv->control_sock, control, sizeof control,
+                                    err, errlen) != 0)
+        return -1;
+    hpo_log_info("listening for workers on %s and for hpoctl on %s", workers, control);
+
+    const char *path = srv->options->ready_file;
+    if (path == NULL)
+        return 0;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen(tmp, "w");
+    if (file == NULL)
+        return hpo_error(err, errlen, "cannot write ready file %s: %s", tmp,
+                         strerror(errno));
+    fprintf(file, "workers=%s\ncontrol=%s\n", workers, control);
+    /* Renaming makes the file appear complete or not at all. */
+    if (fclose(file) != 0 || rename(tmp, path) != 0)
+        return hpo_error(err, errlen, "cannot write ready file %s: %s", path,
+                         strerror(errno));
+    return 0;
+}
+
+static int open_sockets(server *srv, char *err, size_t errlen)
+{
+    srv->ctx = zmq_ctx_new();
+    if (srv->ctx == NULL)
+        return hpo_error(err, errlen, "creating the ZeroMQ context failed: %s",
+                         zmq_strerror(errno));
+    srv->workers_sock = hpo_transport_router_bind(srv->ctx,
+                                                  srv->options->workers_endpoint,
+                                                  err, errlen);
+    if (srv->workers_sock == NULL)
+        return -1;
+    srv->control_sock = hpo_transport_router_bind(srv->ctx,
+                                                  srv->options->control_endpoint,
+                                                  err, errlen);
+    if (srv->control_sock == NULL)
+        return -1;
+    return write_ready_file(srv, err, errlen);
+}
+
+static void close_sockets(server *srv)
+{
+    hpo_transport_close(&srv->workers_sock);
+    hpo_transport_close(&srv->control_sock);
+    if (srv->ctx != NULL)
+        zmq_ctx_term(srv->ctx);
+    srv->ctx = NULL;
+}
+
+/* Decides whether the loop ends now. */
+static bool loop_should_end(server *srv)
+{
+    char err[HPO_ERR_MAX];
+    hpo_scheduler *sched = srv->parts->scheduler;
+
+    if (stop_signal) {
+        hpo_log_info("stop signal received; running trials are queued again "
+                     "and workers are left to reconnect to the next hpod");
+        if (hpo_scheduler_state(sched) == HPO_STUDY_RUNNING &&
+            hpo_scheduler_stop(sched, "stopped by a signal", err, sizeof err) != 0)
+            log_failure("stopping the study", err);
+        return true;
+    }
+    if (hpo_scheduler_state(sched) != HPO_STUDY_RUNNING && !srv->end_announced)
+        announce_end(srv);
+    if (srv->stop_by_client)
+        return true;
+    return srv->end_announced && !srv->options->linger;
+}
+
+int hpo_server_run(const hpo_server_options *options,
+                   const hpo_server_parts *parts, char *err, size_t errlen)
+{
+    server srv = {.options = options, .parts = parts};
+    int result = 0;
+
+    stop_signal = 0;
+    if (open_sockets(&srv, err, errlen) != 0) {
+        close_sockets(&srv);
+        return -1;
+    }
+
+    while (!loop_should_end(&srv)) {
+        zmq_pollitem_t items[2] = {
+            {.socket = srv.workers_sock, .events = ZMQ_POLLIN},
+            {.socket = srv.control_sock, .events = ZMQ_POLLIN},
+        };
+        if (zmq_poll(items, 2, POLL_MS) < 0) {
+            if (errno == EINTR)
+                continue;
+            result = hpo_error(err, errlen, "zmq_poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        if ((items[0].revents & ZMQ_POLLIN) &&
+            drain(&srv, srv.workers_sock, "workers", on_worker_message, err, errlen) != 0) {
+            result = -1;
+            break;
+        }
+        if ((items[1].revents & ZMQ_POLLIN) &&
+            drain(&srv, srv.control_sock, "control", on_control_message, err, errlen) != 0) {
+            result = -1;
+            break;
+        }
+        check_lost_workers(&srv);
+    }
+
+    if (srv.stop_by_client && !srv.end_announced)
+        announce_end(&srv);
+    hpo_log_info("hpod stopping with %d workers connected", connected_count(&srv));
+    close_sockets(&srv);
+    free(srv.workers);
+    return result;
+}

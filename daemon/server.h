@@ -1,0 +1,46 @@
+/* hpod's event loop: one zmq_poll over the workers' ROUTER socket and the
+ * control ROUTER socket. Hands trials to workers that ask, stores their
+ * progress and results through the scheduler, detects lost workers, and
+ * answers hpoctl. Nothing in the loop waits on a peer. */
+#ifndef HPO_DAEMON_SERVER_H
+#define HPO_DAEMON_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hpo/study.h"
+#include "hpo/tuner.h"
+#include "scheduler.h"
+#include "storage.h"
+
+typedef struct {
+    const char *workers_endpoint;  /* e.g. tcp://\*:5555 */
+    const char *control_endpoint;  /* e.g. tcp://127.0.0.1:5556 */
+    int heartbeat_ms;              /* interval sent to workers */
+    int worker_timeout_ms;         /* silence after which a worker is lost */
+    bool linger;                   /* keep answering queries after the end */
+    const char *ready_file;        /* NULL, or a file that receives the bound
+                                      endpoints once both sockets listen */
+} hpo_server_options;
+
+/* Everything the loop works on; all borrowed. */
+typedef struct {
+    const hpo_study *study;
+    hpo_tuner *tuner;
+    hpo_storage *storage;
+    hpo_scheduler *scheduler;
+} hpo_server_parts;
+
+/* Binds both endpoints and runs the loop until the study leaves the
+ * running state (complete, failed, stopped by hpoctl) or a stop is
+ * requested; with linger, until hpoctl stop or a signal. Returns 0 after a
+ * clean end, -1 with a message when a socket cannot be bound or fails. */
+int hpo_server_run(const hpo_server_options *options,
+                   const hpo_server_parts *parts, char *err, size_t errlen);
+
+/* Asks the loop to stop: running trials are queued again so that a later
+ * hpod --db resumes them, and workers are left to reconnect to the next
+ * hpod. Async-signal-safe, for SIGINT and SIGTERM handlers. */
+void hpo_server_request_stop(void);
+
+#endif
