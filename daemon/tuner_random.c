@@ -10,8 +10,9 @@
 
 #include "hpo/error.h"
 
-/* gsl_qrng_sobol generates points of at most 40 dimensions (GSL 2.7
- * reference manual, "Quasi-Random Sequences"). */
+/* GSL's Sobol generator has direction numbers for 40 dimensions
+ * (SOBOL_MAX_DIMENSION in GSL's qrng/sobol.c). gsl_qrng_alloc() of GSL
+ * 2.7.1 does not reject more; the state is then left uninitialized. */
 #define SOBOL_MAX_DIMENSION 40
 
 /* The Sobol design covers the first max(INITIAL_MIN, 2 d) candidates. */
