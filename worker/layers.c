@@ -178,8 +178,9 @@ double hpo_cross_entropy(int n, int classes, const float *p, const uint8_t *labe
         for (int k = 1; k < classes; k++)
             best = row[k] > row[best] ? k : best;
         hits += best == labels[i];
+        /* A NaN probability keeps the loss NaN, so the trainer detects divergence. */
         double q = row[labels[i]];
-        loss -= log(q > 1e-7 ? q : 1e-7);
+        loss -= log(q < 1e-7 ? 1e-7 : q);
     }
     if (correct != NULL)
         *correct = hits;

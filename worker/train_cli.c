@@ -82,6 +82,7 @@ static void print_summary_text(const hpo_model_spec *spec)
     printf("=================================================================\n");
     int64_t total = 0;
     int counters[8] = {0};
+    bool flat = false; /* Keras prints flat outputs as (None, units) */
     for (int i = 0; i < spec->n_layers; i++) {
         const hpo_layer_spec *l = &spec->layers[i];
         char name[64], shape[64], count[32];
@@ -90,10 +91,9 @@ static void print_summary_text(const hpo_model_spec *spec)
             snprintf(name, sizeof name, "%s", hpo_layer_kind_name(l->kind));
         else
             snprintf(name, sizeof name, "%s_%d", hpo_layer_kind_name(l->kind), k);
-        if (l->kind == HPO_LAYER_DENSE || l->kind == HPO_LAYER_FLATTEN ||
-            l->kind == HPO_LAYER_GLOBAL_AVGPOOL ||
-            (l->kind == HPO_LAYER_DROPOUT && shapes[i].h == 1 && shapes[i].w == 1 &&
-             i > 0 && spec->layers[i - 1].kind != HPO_LAYER_CONV2D))
+        if (l->kind == HPO_LAYER_FLATTEN || l->kind == HPO_LAYER_GLOBAL_AVGPOOL)
+            flat = true;
+        if (flat)
             snprintf(shape, sizeof shape, "(None, %d)", shapes[i].c);
         else
             snprintf(shape, sizeof shape, "(None, %d, %d, %d)", shapes[i].h, shapes[i].w,
