@@ -252,7 +252,7 @@ static int parse_choice(const cJSON *obj, const char *path, hpo_param *p,
     }
     p->values = values;
 
-    /* Numbers are ordered unless told otherwise, as in Keras Tuner. */
+    /* Numeric choices are ordered by default, as in Keras Tuner. */
     p->ordered = numbers;
     if (ordered != NULL) {
         if (!cJSON_IsBool(ordered))

@@ -70,7 +70,7 @@ static int parse_objective(hpo_study *study, const cJSON *json, char *err, size_
                          "val_accuracy, val_loss, accuracy or loss", name);
 
     /* Like Keras Tuner, losses are minimized and accuracies maximized
-     * unless the direction says otherwise. */
+     * unless a direction is given. */
     study->maximize = strstr(name, "loss") == NULL;
     if (direction != NULL) {
         if (!cJSON_IsString(direction) || (strcmp(direction->valuestring, "max") != 0 &&

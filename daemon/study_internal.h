@@ -9,7 +9,8 @@
 
 #include "hpo/study.h"
 
-/* Longest parameter name, "{i}" expanded, without the terminating NUL. */
+/* Maximum length of a parameter name with "{i}" expanded, without the
+ * terminating NUL. */
 #define HPO_PARAM_NAME_MAX 63
 
 /* Most repetitions one repeat block may have (the max of its count). */
@@ -60,9 +61,9 @@ void hpo_space_clear(hpo_space *space);
 
 /* Marks name as referenced from the template at path and checks that an
  * entry defines it: a concrete entry of that name, else a family whose
- * pattern matches it. expanded says that the template wrote the name with
- * "{i}"; such a name may match both a concrete entry and a family only if
- * their definitions are equal, and then both count as used. *def_out
+ * pattern matches it. expanded is true when the template wrote the name
+ * with "{i}". Such a name may match both a concrete entry and a family only
+ * if their definitions are equal, and then both count as used. *def_out
  * points at the definition. */
 int hpo_space_reference(hpo_space *space, const char *name, bool expanded,
                         const char *path, const hpo_param **def_out,

@@ -270,9 +270,11 @@ static int compile_items(compile_ctx *ctx, hpo_template_node *node, const cJSON 
         size_t len = path_push(ctx, "[%d]", i);
         int rc = compile_value(ctx, item, NULL, layer_list, expect, &node->children[i]);
         ctx->path[len] = '\0';
+
+        /* A child that failed half-compiled is still freed with the node. */
+        node->n_children = ++i;
         if (rc < 0)
             return -1;
-        node->n_children = ++i;
     }
     return 0;
 }
@@ -419,16 +421,16 @@ static int compile_object(compile_ctx *ctx, const cJSON *json, hpo_template_node
                                expect_for_key(member->string),
                                &node->children[node->n_children]);
         ctx->path[len] = '\0';
+        node->n_children++;
         if (rc < 0)
             return -1;
-        node->n_children++;
     }
     return 0;
 }
 
 /* Compiles one JSON value found at ctx->path under key (NULL inside an
- * array). layer_list says that json is a layer list or an item of one; a
- * reference here must fit expect. */
+ * array). layer_list is true when json is a layer list or an item of one.
+ * A reference here must fit expect. */
 static int compile_value(compile_ctx *ctx, const cJSON *json, const char *key,
                          bool layer_list, expect_kind expect, hpo_template_node **out)
 {

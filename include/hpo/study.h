@@ -119,8 +119,10 @@ cJSON *hpo_study_space_to_json(const hpo_study *study);
  * used (*active_out); all others are inactive in this trial. Returns -1
  * with the reason when a value is missing or out of range, or when the
  * resolved model cannot be built (e.g. too many 5x5 layers for the input);
- * the caller treats the latter as a failed trial. The caller owns both
- * outputs. */
+ * the caller treats the latter as a failed trial. Its message starts with
+ * "the resolved model cannot be built: ". On failure both outputs are
+ * NULL, and hpo_study_active() still gives the active values of a model
+ * that cannot be built. On success the caller owns both outputs. */
 int hpo_study_resolve(const hpo_study *study, const cJSON *values,
                       cJSON **model_out, cJSON **active_out,
                       char *err, size_t errlen);

@@ -34,9 +34,10 @@ typedef struct hpo_tuner hpo_tuner;
 int hpo_tuner_create(const char *name, const hpo_study *study, uint64_t seed,
                      hpo_tuner **out, char *err, size_t errlen);
 
-/* Records a trial. values holds the parameter values that were proposed or
- * stored (inactive ones may be missing); active may be NULL, in which case
- * the tuner computes it from values. objective is the study's metric as
+/* Records a trial. values contains the parameter values that were proposed
+ * or stored, and inactive ones may be missing. active may be NULL, in which
+ * case the tuner computes it from values; when values is given, the tuner
+ * computes active from it and ignores the argument. objective is the study's metric as
  * measured (the tuner applies the direction), NAN unless status is
  * HPO_OBSERVE_OK. Observing the same configuration again updates its
  * status and objective. Neither object is kept. */

@@ -436,9 +436,9 @@ static void unit_mapping_values(void **state)
         double rate;
         int width;
     } cases[] = {
-        /* Midpoint: lr is the geometric mean sqrt(1e-4 * 1e-2); 8 filter
-         * values 32..256 put 0.5 at the start of bin 4 (160); units has the
-         * 4 values 32, 96, 160, 224; width is round(sqrt(100)). */
+        /* Midpoint: lr is the geometric mean sqrt(1e-4 * 1e-2). The 8 filter
+         * values 32..256 put 0.5 at the start of bin 4 (160). units has the
+         * 4 values 32, 96, 160, 224, and width is round(sqrt(100)). */
         {{0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, 1e-3, 160, 160, "tanh", true, 0.3, 10},
         {{0, 0, 0, 0, 0, 0, 0}, 1e-4, 32, 32, "relu", false, 0.1, 1},
         {{1, 1, 1, 1, 1, 1, 1}, 1e-2, 256, 224, "linear", true, 0.5, 100},
