@@ -45,7 +45,8 @@ typedef struct {
     int epochs;          /* epochs per trial */
     int train_size;      /* training images per trial; 0 means 45,000 */
     int val_size;        /* validation images; -1 means 5,000 */
-    int batch_size;
+    int batch_size;      /* the template's value when it sets
+                            training.batch_size; 0 when a parameter does */
     int max_trials;      /* finished trials after which the study is complete */
 } hpo_budget;
 
