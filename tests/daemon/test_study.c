@@ -407,6 +407,28 @@ static void unbuildable_model_reported(void **state)
     hpo_study_destroy(&study);
 }
 
+static void template_tunes_batch_size(void **state)
+{
+    hpo_study *study = parse_ok(
+        "{'budget': {'epochs': 3}, 'space': {'bs': {'type': 'choice', 'values': [16, 64]}},"
+        " 'model': {'layers': [{'type': 'flatten'},"
+        "  {'type': 'dense', 'units': 10, 'activation': 'softmax'}],"
+        "  'training': {'batch_size': '$bs'}}}");
+    cJSON *values = json_parse("{'bs': 64}"), *model = NULL, *active = NULL;
+    char err[HPO_ERR_MAX] = "";
+
+    assert_int_equal(hpo_study_budget(study)->batch_size, 0);
+    if (hpo_study_resolve(study, values, &model, &active, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    cJSON *training = cJSON_GetObjectItem(model, "training");
+    assert_int_equal(cJSON_GetObjectItem(training, "batch_size")->valueint, 64);
+    assert_int_equal(cJSON_GetObjectItem(training, "epochs")->valueint, 3);
+    cJSON_Delete(values);
+    cJSON_Delete(model);
+    cJSON_Delete(active);
+    hpo_study_destroy(&study);
+}
+
 /* ---- unit cube ---- */
 
 static void unit_mapping_values(void **state)
@@ -892,6 +914,7 @@ int main(void)
         cmocka_unit_test(repeat_and_if_expand),
         cmocka_unit_test(resolve_rejects_bad_values),
         cmocka_unit_test(unbuildable_model_reported),
+        cmocka_unit_test(template_tunes_batch_size),
         cmocka_unit_test(unit_mapping_values),
         cmocka_unit_test(unit_mapping_float_step),
         cmocka_unit_test(defaults_follow_keras),
