@@ -12,7 +12,8 @@
 
 /* Finite spaces with at most this many raw combinations of parameter
  * values are listed at creation, which makes exhaustion exact. Listing
- * costs a few microseconds per combination. */
+ * 16,384 combinations of 14 bools took 0.29 s on a shared 2-core
+ * machine. */
 #define ENUMERATE_MAX 16384
 
 /* In a listed space, a proposal picks uniformly among the configurations
@@ -82,6 +83,8 @@ static int grow_slots(hpo_tuner *t)
     return 0;
 }
 
+static void mark_listed(hpo_tuner *t, const char *key);
+
 /* Adds a configuration that find_key() did not find; takes ownership of
  * values, active and key even when it fails. */
 static int add_trial(hpo_tuner *t, cJSON *values, cJSON *active, char *key,
@@ -105,6 +108,8 @@ static int add_trial(hpo_tuner *t, cJSON *values, cJSON *active, char *key,
         .objective = objective, .status = status,
     };
     t->slots[slot] = t->n_trials++;
+    if (t->enumerated)
+        mark_listed(t, key);
     return 0;
 
 fail:
@@ -112,6 +117,28 @@ fail:
     cJSON_Delete(active);
     free(key);
     return -1;
+}
+
+/* Computes the key of values' configuration; values must be complete
+ * enough to resolve. With active_out, the active values are kept there. */
+static int configuration_key(const hpo_tuner *t, const cJSON *values, char **key_out,
+                             cJSON **active_out, char *err, size_t errlen)
+{
+    cJSON *active = NULL;
+
+    *key_out = NULL;
+    if (hpo_study_active(t->study, values, &active, err, errlen) < 0)
+        return -1;
+    *key_out = hpo_study_config_key(t->study, active);
+    if (*key_out == NULL) {
+        cJSON_Delete(active);
+        return hpo_error(err, errlen, "tuner %s: out of memory", t->ops->name);
+    }
+    if (active_out != NULL)
+        *active_out = active;
+    else
+        cJSON_Delete(active);
+    return 0;
 }
 
 /* ---- listing finite spaces ---- */
@@ -150,6 +177,23 @@ static cJSON *combination_values(const hpo_study *study, long k)
     return values;
 }
 
+/* Index of the listed configuration with this key, or -1; *slot_out
+ * receives the slot where it is or would be stored. */
+static int listed_index(const hpo_tuner *t, const char *key, int *slot_out)
+{
+    int slot = (int)(key_hash(key) % (uint64_t)t->n_space_slots);
+
+    while (t->space_slots[slot] >= 0) {
+        if (strcmp(t->space_keys[t->space_slots[slot]], key) == 0) {
+            *slot_out = slot;
+            return t->space_slots[slot];
+        }
+        slot = (slot + 1) % t->n_space_slots;
+    }
+    *slot_out = slot;
+    return -1;
+}
+
 /* Lists the distinct configurations of a small finite space. Two raw
  * combinations that differ only in inactive parameters are one
  * configuration. */
@@ -159,50 +203,55 @@ static int enumerate_space(hpo_tuner *t, char *err, size_t errlen)
     if (n_raw == 0)
         return 0;
 
+    t->n_space_slots = 2 * (int)n_raw;
     t->space_values = calloc((size_t)n_raw, sizeof *t->space_values);
     t->space_keys = calloc((size_t)n_raw, sizeof *t->space_keys);
-    int *seen = malloc(2 * (size_t)n_raw * sizeof *seen);
-    if (t->space_values == NULL || t->space_keys == NULL || seen == NULL) {
-        free(seen);
+    t->space_known = calloc((size_t)n_raw, sizeof *t->space_known);
+    t->space_slots = malloc((size_t)t->n_space_slots * sizeof *t->space_slots);
+    if (t->space_values == NULL || t->space_keys == NULL || t->space_known == NULL ||
+        t->space_slots == NULL)
         return hpo_error(err, errlen, "tuner: out of memory listing %ld configurations", n_raw);
-    }
-
-    /* An open-addressing set over space_keys, 2 n_raw slots. */
-    int n_seen_slots = 2 * (int)n_raw;
-    for (int i = 0; i < n_seen_slots; i++)
-        seen[i] = -1;
+    for (int i = 0; i < t->n_space_slots; i++)
+        t->space_slots[i] = -1;
 
     int rc = 0;
     for (long k = 0; k < n_raw && rc == 0; k++) {
-        cJSON *values = combination_values(t->study, k), *active = NULL;
+        cJSON *values = combination_values(t->study, k);
         char *key = NULL;
-        if (values == NULL || hpo_study_active(t->study, values, &active, err, errlen) < 0 ||
-            (key = hpo_study_config_key(t->study, active)) == NULL) {
-            rc = values == NULL || (active != NULL && key == NULL)
-                     ? hpo_error(err, errlen, "tuner: out of memory listing the space")
-                     : -1;
-            cJSON_Delete(values);
-            cJSON_Delete(active);
+        if (values == NULL) {
+            rc = hpo_error(err, errlen, "tuner: out of memory listing the space");
             break;
         }
-        cJSON_Delete(active);
+        if (configuration_key(t, values, &key, NULL, err, errlen) < 0) {
+            cJSON_Delete(values);
+            rc = -1;
+            break;
+        }
 
-        int slot = (int)(key_hash(key) % (uint64_t)n_seen_slots);
-        while (seen[slot] >= 0 && strcmp(t->space_keys[seen[slot]], key) != 0)
-            slot = (slot + 1) % n_seen_slots;
-        if (seen[slot] >= 0) {
+        int slot;
+        if (listed_index(t, key, &slot) >= 0) {
             cJSON_Delete(values);
             free(key);
             continue;
         }
-        seen[slot] = t->space_size;
+        t->space_slots[slot] = t->space_size;
         t->space_values[t->space_size] = values;
         t->space_keys[t->space_size] = key;
         t->space_size++;
     }
-    free(seen);
     t->enumerated = rc == 0;
     return rc;
+}
+
+/* Marks the listed configuration with this key as known. */
+static void mark_listed(hpo_tuner *t, const char *key)
+{
+    int slot;
+    int i = listed_index(t, key, &slot);
+    if (i >= 0 && !t->space_known[i]) {
+        t->space_known[i] = true;
+        t->n_space_known++;
+    }
 }
 
 /* ---- public interface ---- */
@@ -270,6 +319,8 @@ void hpo_tuner_destroy(hpo_tuner **tuner)
     }
     free(t->space_values);
     free(t->space_keys);
+    free(t->space_slots);
+    free(t->space_known);
     free(t->trials);
     free(t->slots);
     if (t->rng != NULL)
@@ -332,45 +383,31 @@ int hpo_tuner_observe(hpo_tuner *t, const cJSON *values, const cJSON *active,
     return 0;
 }
 
-/* Picks uniformly among the listed configurations that are not known yet;
- * returns 1 when there is none. */
-static int pick_unknown(hpo_tuner *t, cJSON **values_out, char **key_out)
+/* Picks uniformly among the listed configurations that are not known yet
+ * and copies its values; returns 1 when there is none. */
+static int pick_unknown(hpo_tuner *t, cJSON **values_out)
 {
-    int n_unknown = 0, slot;
-
-    for (int i = 0; i < t->space_size; i++)
-        n_unknown += find_key(t, t->space_keys[i], &slot) < 0;
-    if (n_unknown == 0)
+    int n_unknown = t->space_size - t->n_space_known;
+    if (n_unknown <= 0)
         return 1;
 
     int pick = (int)gsl_rng_uniform_int(t->rng, (unsigned long)n_unknown);
     for (int i = 0; i < t->space_size; i++) {
-        if (find_key(t, t->space_keys[i], &slot) >= 0 || pick-- > 0)
+        if (t->space_known[i] || pick-- > 0)
             continue;
         *values_out = cJSON_Duplicate(t->space_values[i], true);
-        *key_out = strdup(t->space_keys[i]);
-        if (*values_out == NULL || *key_out == NULL) {
-            cJSON_Delete(*values_out);
-            free(*key_out);
-            return -1;
-        }
-        return 0;
+        return *values_out != NULL ? 0 : -1;
     }
     return 1;
 }
 
-/* Records values as a pending proposal; takes ownership of values and key. */
-static int accept(hpo_tuner *t, cJSON *values, char *key, cJSON **values_out,
-                  char *err, size_t errlen)
+/* Records values as a pending proposal and hands them to the caller; takes
+ * ownership of values, active and key. */
+static int accept(hpo_tuner *t, cJSON *values, cJSON *active, char *key,
+                  cJSON **values_out, char *err, size_t errlen)
 {
-    cJSON *active = NULL, *copy = NULL;
+    cJSON *copy = cJSON_Duplicate(values, true);
 
-    if (hpo_study_active(t->study, values, &active, err, errlen) < 0) {
-        cJSON_Delete(values);
-        free(key);
-        return -1;
-    }
-    copy = cJSON_Duplicate(values, true);
     if (copy == NULL || add_trial(t, copy, active, key, NAN, HPO_OBSERVE_PENDING) < 0) {
         if (copy == NULL) {
             cJSON_Delete(active);
@@ -402,35 +439,35 @@ int hpo_tuner_propose(hpo_tuner *t, cJSON **values_out, char *err, size_t errlen
 
     for (int misses = 0;;) {
         cJSON *values = NULL, *active = NULL;
+        char *key = NULL;
         if (t->ops->candidate(t, &values, err, errlen) < 0)
             return -1;
-        if (hpo_study_active(t->study, values, &active, err, errlen) < 0) {
+        if (configuration_key(t, values, &key, &active, err, errlen) < 0) {
             cJSON_Delete(values);
             return -1;
-        }
-        char *key = hpo_study_config_key(t->study, active);
-        cJSON_Delete(active);
-        if (key == NULL) {
-            cJSON_Delete(values);
-            return hpo_error(err, errlen, "tuner %s: out of memory", t->ops->name);
         }
 
         int slot;
         if (find_key(t, key, &slot) < 0)
-            return accept(t, values, key, values_out, err, errlen);
+            return accept(t, values, active, key, values_out, err, errlen);
         cJSON_Delete(values);
+        cJSON_Delete(active);
         free(key);
         misses++;
 
         if (t->enumerated && misses >= LISTED_MISSES) {
-            int rc = pick_unknown(t, &values, &key);
+            int rc = pick_unknown(t, &values);
             if (rc < 0)
                 return hpo_error(err, errlen, "tuner %s: out of memory", t->ops->name);
             if (rc > 0)
                 return report_exhausted(t, "every configuration is known");
+            if (configuration_key(t, values, &key, &active, err, errlen) < 0) {
+                cJSON_Delete(values);
+                return -1;
+            }
             hpo_log_debug("tuner %s: %d duplicate candidates, picked an unknown configuration",
                           t->ops->name, misses);
-            return accept(t, values, key, values_out, err, errlen);
+            return accept(t, values, active, key, values_out, err, errlen);
         }
         if (!t->enumerated && misses >= UNLISTED_MISSES)
             return report_exhausted(t, "no new configuration in " HPO_STR(UNLISTED_MISSES)

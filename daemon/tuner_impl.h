@@ -45,6 +45,10 @@ struct hpo_tuner {
     int space_size;
     cJSON **space_values;        /* owned */
     char **space_keys;           /* owned */
+    int *space_slots;            /* owned; hash table of listed indexes, -1 when empty */
+    int n_space_slots;
+    bool *space_known;           /* owned; listed configuration i is known */
+    int n_space_known;
     bool exhausted;
 };
 
