@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential meson ninja-build pkg-config
   libgsl-dev libzmq3-dev libcjson-dev libopenblas-dev libsqlite3-dev
-  libcmocka-dev
+  libcmocka-dev libdnnl-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3 python3-torch python3-numpy time)
+  packages+=(python3 python3-torch python3-numpy python3-sklearn time)
 fi
 
 missing=()

@@ -2,10 +2,30 @@
 
 #include <string.h>
 
+/* Fastest first: the first entry is the default. */
+static const hpo_kernels *const all_kernels[] = {
+#if HPO_HAVE_DNNL
+    &hpo_kernels_dnnl,
+#endif
+    &hpo_kernels_blas,
+    &hpo_kernels_reference,
+};
+
+const char *const hpo_kernels_names[] = {
+#if HPO_HAVE_DNNL
+    "dnnl",
+#endif
+    "blas",
+    "reference",
+    NULL,
+};
+
 const hpo_kernels *hpo_kernels_find(const char *name)
 {
-    static const hpo_kernels *const all[] = {&hpo_kernels_blas, &hpo_kernels_reference};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    const hpo_kernels *const *all = all_kernels;
+    if (name == NULL || strcmp(name, "default") == 0)
+        return all[0];
+    for (size_t i = 0; i < sizeof all_kernels / sizeof *all_kernels; i++) {
         if (strcmp(all[i]->name, name) == 0)
             return all[i];
     }

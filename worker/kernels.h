@@ -5,13 +5,16 @@
  * Keras HWIO layout), dense weights [in][out]. Backward functions
  * overwrite dw and db, and write dx unless it is NULL.
  *
- * Two backends exist: "reference" (plain loops straight from the
- * definitions; the oracle in tests) and "blas" (im2col + cblas_sgemm). */
+ * Backends: "reference" (plain loops straight from the definitions; the
+ * oracle in tests), "blas" (im2col + cblas_sgemm) and, when oneDNN is
+ * found at build time, "dnnl" (oneDNN convolution primitives). */
 #ifndef HPO_WORKER_KERNELS_H
 #define HPO_WORKER_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "config.h"
 
 typedef struct {
     int in_h, in_w, in_c;
@@ -42,9 +45,16 @@ typedef struct {
 
 extern const hpo_kernels hpo_kernels_reference;
 extern const hpo_kernels hpo_kernels_blas;
+#if HPO_HAVE_DNNL
+extern const hpo_kernels hpo_kernels_dnnl;
+#endif
 
-/* Returns the backend called name, or NULL. */
+/* Returns the backend called name, or NULL. NULL or "default" selects the
+ * fastest backend built: dnnl when oneDNN was found, else blas. */
 const hpo_kernels *hpo_kernels_find(const char *name);
+
+/* Lists the names of the backends built, NULL-terminated. */
+extern const char *const hpo_kernels_names[];
 
 /* Computes the TensorFlow padding of one axis: valid pads nothing, same
  * pads max((out - 1) * stride + window - in, 0) in total, the smaller half

@@ -1,56 +1,80 @@
 #include "layers.h"
 
-#include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
+/* Clips the window of output (oy, ox) to the image: rows [*y0, *y1),
+ * columns [*x0, *x1). */
+static void pool_window(const hpo_pool_geom *g, int oy, int ox, int *y0, int *y1, int *x0,
+                        int *x1)
+{
+    *y0 = oy * g->stride - g->pad_top;
+    *x0 = ox * g->stride - g->pad_left;
+    *y1 = *y0 + g->size < g->in_h ? *y0 + g->size : g->in_h;
+    *x1 = *x0 + g->size < g->in_w ? *x0 + g->size : g->in_w;
+    *y0 = *y0 < 0 ? 0 : *y0;
+    *x0 = *x0 < 0 ? 0 : *x0;
+}
+
+/* Channels are the innermost loop everywhere below, so that the compiler
+ * vectorizes over the contiguous NHWC channel values. */
 void hpo_pool_forward(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *x,
                       float *y, int32_t *arg)
 {
     const size_t in_size = (size_t)g->in_h * g->in_w * g->c;
     const size_t out_size = (size_t)g->out_h * g->out_w * g->c;
+    const int c_count = g->c;
 
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *image = x + (size_t)i * in_size;
-        float *out = y + (size_t)i * out_size;
-        int32_t *out_arg = arg != NULL ? arg + (size_t)i * out_size : NULL;
-
         for (int oy = 0; oy < g->out_h; oy++) {
-            int y0 = oy * g->stride - g->pad_top;
-            int y1 = y0 + g->size;
-            y0 = y0 < 0 ? 0 : y0;
-            y1 = y1 > g->in_h ? g->in_h : y1;
             for (int ox = 0; ox < g->out_w; ox++) {
-                int x0 = ox * g->stride - g->pad_left;
-                int x1 = x0 + g->size;
-                x0 = x0 < 0 ? 0 : x0;
-                x1 = x1 > g->in_w ? g->in_w : x1;
-                size_t o = ((size_t)oy * g->out_w + ox) * g->c;
+                int y0, y1, x0, x1;
+                pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
+                size_t o = (size_t)i * out_size + ((size_t)oy * g->out_w + ox) * c_count;
+                float *out = y + o;
 
-                for (int c = 0; c < g->c; c++) {
-                    float best = kind == HPO_POOL_MIN ? FLT_MAX : -FLT_MAX;
-                    int32_t best_index = -1;
-                    double sum = 0.0;
-                    for (int iy = y0; iy < y1; iy++) {
+                if (kind == HPO_POOL_AVG) {
+                    float scale = 1.0f / (float)((y1 - y0) * (x1 - x0));
+                    memset(out, 0, (size_t)c_count * sizeof *out);
+                    for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++) {
-                            int32_t index = (int32_t)(((size_t)iy * g->in_w + ix) * g->c + c);
-                            float v = image[index];
-                            sum += v;
-                            if ((kind == HPO_POOL_MAX && v > best) ||
-                                (kind == HPO_POOL_MIN && v < best) || best_index < 0) {
-                                best = v;
-                                best_index = index;
+                            const float *in = image + ((size_t)iy * g->in_w + ix) * c_count;
+                            for (int c = 0; c < c_count; c++)
+                                out[c] += in[c];
+                        }
+                    for (int c = 0; c < c_count; c++)
+                        out[c] *= scale;
+                    continue;
+                }
+
+                /* Max or min: the first window pixel wins ties. */
+                int32_t *out_arg = arg + o;
+                int32_t first = (int32_t)(((size_t)y0 * g->in_w + x0) * c_count);
+                for (int c = 0; c < c_count; c++) {
+                    out[c] = image[first + c];
+                    out_arg[c] = first + c;
+                }
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) {
+                        int32_t base = (int32_t)(((size_t)iy * g->in_w + ix) * c_count);
+                        const float *in = image + base;
+                        if (kind == HPO_POOL_MAX) {
+                            for (int c = 0; c < c_count; c++) {
+                                bool better = in[c] > out[c];
+                                out[c] = better ? in[c] : out[c];
+                                out_arg[c] = better ? base + c : out_arg[c];
+                            }
+                        } else {
+                            for (int c = 0; c < c_count; c++) {
+                                bool better = in[c] < out[c];
+                                out[c] = better ? in[c] : out[c];
+                                out_arg[c] = better ? base + c : out_arg[c];
                             }
                         }
                     }
-                    if (kind == HPO_POOL_AVG) {
-                        out[o + c] = (float)(sum / ((y1 - y0) * (x1 - x0)));
-                    } else {
-                        out[o + c] = best;
-                        out_arg[o + c] = best_index;
-                    }
-                }
             }
         }
     }
@@ -76,15 +100,9 @@ void hpo_pool_backward(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const 
         }
 
         for (int oy = 0; oy < g->out_h; oy++) {
-            int y0 = oy * g->stride - g->pad_top;
-            int y1 = y0 + g->size;
-            y0 = y0 < 0 ? 0 : y0;
-            y1 = y1 > g->in_h ? g->in_h : y1;
             for (int ox = 0; ox < g->out_w; ox++) {
-                int x0 = ox * g->stride - g->pad_left;
-                int x1 = x0 + g->size;
-                x0 = x0 < 0 ? 0 : x0;
-                x1 = x1 > g->in_w ? g->in_w : x1;
+                int y0, y1, x0, x1;
+                pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
                 float scale = 1.0f / (float)((y1 - y0) * (x1 - x0));
                 const float *go = grad + ((size_t)oy * g->out_w + ox) * g->c;
                 for (int iy = y0; iy < y1; iy++)

@@ -49,7 +49,8 @@ static void usage(FILE *out)
           "                      (default: the spec's)\n"
           "  --threads N         compute threads (default: one per CPU)\n"
           "  --scaling MODE      pixel scaling: unit ([0,1], default) or standardize\n"
-          "  --backend NAME      layer kernels: blas (default) or reference\n"
+          "  --backend NAME      layer kernels: dnnl (the default when built with\n"
+          "                      oneDNN), blas, or reference (slow, for tests)\n"
           "  --json              print JSON lines instead of text\n"
           "  --log-level LEVEL   debug, info, warn or error (default warn)\n",
           out);
@@ -247,7 +248,7 @@ int hpo_train_cli_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
 
-    const char *model_path = NULL, *backend = "blas";
+    const char *model_path = NULL, *backend = NULL;
     long epochs = 0, batch_size = 0, seed = -1, threads = 0, test_size = 10000;
     hpo_cifar10_options data_opt;
     hpo_cifar10_options_default(&data_opt);

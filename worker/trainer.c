@@ -85,12 +85,17 @@ int hpo_train_run(const hpo_model_spec *spec, const hpo_cifar10 *data,
     if (train->n < 1)
         return hpo_error(err, errlen, "the training set is empty; give a train size of at "
                                       "least 1");
-    const hpo_kernels *kernels = hpo_kernels_find(opt->backend ? opt->backend : "blas");
+    const hpo_kernels *kernels = hpo_kernels_find(opt->backend);
     if (kernels == NULL)
-        return hpo_error(err, errlen, "unknown backend \"%s\"; expected blas or reference",
-                         opt->backend);
+        return hpo_error(err, errlen, "unknown backend \"%s\"; expected %s%s", opt->backend,
+#if HPO_HAVE_DNNL
+                         "dnnl, ",
+#else
+                         "",
+#endif
+                         "blas or reference");
 
-    int threads = hpo_threads_apply(opt->threads);
+    int threads = hpo_threads_apply(opt->threads, strcmp(kernels->name, "blas") != 0);
     int batch = spec->batch_size;
 
     /* 1. Network, optimizer and every buffer, allocated once. */

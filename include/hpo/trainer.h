@@ -29,8 +29,9 @@ typedef void (*hpo_batch_callback)(int epoch, int done, int total,
 
 typedef struct {
     int threads;           /* 0 means one per online CPU */
-    const char *backend;   /* layer kernels: "blas" (NULL means this) or
-                              "reference" (slow plain loops, for tests) */
+    const char *backend;   /* layer kernels: NULL for the default, "dnnl"
+                              (when built), "blas", or "reference" (slow
+                              plain loops, for tests) */
     hpo_epoch_callback on_epoch;
     hpo_batch_callback on_batch;
     void *user;            /* passed to both callbacks */

@@ -87,27 +87,24 @@ static void conv_classic_kernels(const hpo_kernels *k)
     free(scratch);
 }
 
-static void conv_classic_kernels_reference(void **state)
+/* Every backend built, the reference loops included. */
+static void conv_classic_kernels_all(void **state)
 {
-    conv_classic_kernels(&hpo_kernels_reference);
-}
-
-static void conv_classic_kernels_blas(void **state)
-{
-    conv_classic_kernels(&hpo_kernels_blas);
+    for (int i = 0; hpo_kernels_names[i] != NULL; i++)
+        conv_classic_kernels(hpo_kernels_find(hpo_kernels_names[i]));
 }
 
 /* "same" padding on the impulse image: the output keeps the 5x5 size and
  * the Laplacian response sits around the impulse, zero elsewhere. */
-static void conv_same_padding_blas(void **state)
+static void conv_same_padding(const hpo_kernels *k)
 {
     hpo_conv_geom g = {.in_h = 5, .in_w = 5, .in_c = 1, .out_h = 5, .out_w = 5, .out_c = 4,
                        .kernel = 3, .stride = 1, .pad_top = 1, .pad_left = 1};
     float x[25] = {0}, w[36], b[4] = {0}, y[100];
     x[12] = 9.0f;
     classic_kernels(w);
-    float *scratch = malloc(hpo_kernels_blas.conv2d_scratch_floats(&g, 1) * sizeof(float) + 64);
-    hpo_kernels_blas.conv2d_forward(&g, 1, x, w, b, y, scratch);
+    float *scratch = malloc(k->conv2d_scratch_floats(&g, 1) * sizeof(float) + 64);
+    k->conv2d_forward(&g, 1, x, w, b, y, scratch);
     for (int r = 0; r < 5; r++)
         for (int c = 0; c < 5; c++) {
             float expected = 0.0f;
@@ -118,6 +115,12 @@ static void conv_same_padding_blas(void **state)
             assert_float_equal(y[(r * 5 + c) * 4 + 1], expected, 1e-4);
         }
     free(scratch);
+}
+
+static void conv_same_padding_all(void **state)
+{
+    for (int i = 0; hpo_kernels_names[i] != NULL; i++)
+        conv_same_padding(hpo_kernels_find(hpo_kernels_names[i]));
 }
 
 /* ---- Gradient checks --------------------------------------------------- */
@@ -290,24 +293,21 @@ static void gradient_checks(const hpo_kernels *k)
     gradient_check(NET(net_dropout), k);
     gradient_check(NET(net_dense_relu_tanh), k);
     gradient_check(NET(net_two_convs), k);
+    printf("gradient checks passed on the %s backend\n", k->name);
 }
 
-static void gradients_reference(void **state)
+static void gradients_all_backends(void **state)
 {
-    gradient_checks(&hpo_kernels_reference);
-}
-
-static void gradients_blas(void **state)
-{
-    gradient_checks(&hpo_kernels_blas);
+    for (int i = 0; hpo_kernels_names[i] != NULL; i++)
+        gradient_checks(hpo_kernels_find(hpo_kernels_names[i]));
 }
 
 /* ---- BLAS against reference -------------------------------------------- */
 
-/* Runs the same conv geometry through both backends, forward and
- * backward, on random data and compares every output. */
-static void compare_conv(int in_h, int in_c, int filters, int kernel, int stride, int same,
-                         int n)
+/* Runs the same conv geometry through the reference loops and `fast`,
+ * forward and backward, on random data and compares every output. */
+static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filters, int kernel,
+                         int stride, int same, int n)
 {
     int out_h = same ? (in_h + stride - 1) / stride : (in_h - kernel) / stride + 1;
     hpo_conv_geom g = {
@@ -322,7 +322,7 @@ static void compare_conv(int in_h, int in_c, int filters, int kernel, int stride
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(filters * 4);
     float *dy = malloc(ny * 4);
     float *y[2], *dx[2], *dw[2], *db[2], *scratch[2];
-    const hpo_kernels *k[2] = {&hpo_kernels_reference, &hpo_kernels_blas};
+    const hpo_kernels *k[2] = {&hpo_kernels_reference, fast};
 
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, (unsigned long)(in_h * 131 + filters));
@@ -370,22 +370,27 @@ static void compare_conv(int in_h, int in_c, int filters, int kernel, int stride
     gsl_rng_free(rng);
 }
 
-static void blas_conv_matches_reference(void **state)
+static void conv_matches_reference(void **state)
 {
-    compare_conv(8, 3, 5, 3, 1, 0, 4);
-    compare_conv(9, 4, 6, 3, 2, 1, 3);
-    compare_conv(7, 2, 3, 5, 1, 1, 2);
-    compare_conv(6, 5, 4, 1, 1, 0, 3); /* pointwise: the GEMM-only path */
-    /* Large enough that the BLAS backend splits the batch into chunks. */
-    compare_conv(15, 64, 16, 5, 1, 0, 12);
+    for (int i = 0; hpo_kernels_names[i] != NULL; i++) {
+        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[i]);
+        if (k == &hpo_kernels_reference)
+            continue;
+        compare_conv(k, 8, 3, 5, 3, 1, 0, 4);
+        compare_conv(k, 9, 4, 6, 3, 2, 1, 3);
+        compare_conv(k, 7, 2, 3, 5, 1, 1, 2);
+        compare_conv(k, 6, 5, 4, 1, 1, 0, 3); /* pointwise: the GEMM-only path */
+        /* Large enough that the BLAS backend splits the batch into chunks. */
+        compare_conv(k, 15, 64, 16, 5, 1, 0, 12);
+    }
 }
 
-static void blas_dense_matches_reference(void **state)
+static void dense_matches_reference(const hpo_kernels *fast)
 {
     enum { N = 5, IN = 37, OUT = 11 };
     float x[N * IN], w[IN * OUT], b[OUT], dy[N * OUT];
     float y[2][N * OUT], dx[2][N * IN], dw[2][IN * OUT], db[2][OUT];
-    const hpo_kernels *k[2] = {&hpo_kernels_reference, &hpo_kernels_blas};
+    const hpo_kernels *k[2] = {&hpo_kernels_reference, fast};
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     for (int i = 0; i < N * IN; i++)
         x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
@@ -408,6 +413,15 @@ static void blas_dense_matches_reference(void **state)
     for (int i = 0; i < OUT; i++)
         assert_float_equal(db[0][i], db[1][i], 1e-4);
     gsl_rng_free(rng);
+}
+
+static void dense_matches_reference_all(void **state)
+{
+    for (int i = 0; hpo_kernels_names[i] != NULL; i++) {
+        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[i]);
+        if (k != &hpo_kernels_reference)
+            dense_matches_reference(k);
+    }
 }
 
 /* ---- Pooling and softmax values ---------------------------------------- */
@@ -454,13 +468,11 @@ static void softmax_is_stable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(conv_classic_kernels_reference),
-        cmocka_unit_test(conv_classic_kernels_blas),
-        cmocka_unit_test(conv_same_padding_blas),
-        cmocka_unit_test(gradients_reference),
-        cmocka_unit_test(gradients_blas),
-        cmocka_unit_test(blas_conv_matches_reference),
-        cmocka_unit_test(blas_dense_matches_reference),
+        cmocka_unit_test(conv_classic_kernels_all),
+        cmocka_unit_test(conv_same_padding_all),
+        cmocka_unit_test(gradients_all_backends),
+        cmocka_unit_test(conv_matches_reference),
+        cmocka_unit_test(dense_matches_reference_all),
         cmocka_unit_test(pooling_values),
         cmocka_unit_test(softmax_is_stable),
     };
