@@ -15,12 +15,16 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "hpo/model.h"
 
 typedef struct {
     int in_h, in_w, in_c;
     int out_h, out_w, out_c; /* out_c is the number of filters */
     int kernel, stride;
     int pad_top, pad_left;   /* zero padding before the first row/column */
+    hpo_activation activation; /* applied to the output by conv2d_forward,
+                                  fused into the convolution where the
+                                  backend can (relu, tanh or linear) */
 } hpo_conv_geom;
 
 typedef struct {
@@ -29,7 +33,10 @@ typedef struct {
     /* Scratch floats that conv2d_forward/backward need for a batch of n. */
     size_t (*conv2d_scratch_floats)(const hpo_conv_geom *g, int n);
 
-    /* y = conv(x, w) + b, cross-correlation as in Keras (no kernel flip). */
+    /* y = activation(conv(x, w) + b), with cross-correlation as in Keras
+     * (no kernel flip). The backward pass takes dy with respect to the
+     * pre-activation values: the caller applies the activation's
+     * derivative first. */
     void (*conv2d_forward)(const hpo_conv_geom *g, int n, const float *x,
                            const float *w, const float *b, float *y, float *scratch);
     void (*conv2d_backward)(const hpo_conv_geom *g, int n, const float *x,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "layers.h"
 
 /* Upper bound on the im2col buffer, in floats (16 MiB). Larger batches are
  * processed in chunks of whole images so that memory stays bounded. */
@@ -138,6 +139,7 @@ static void blas_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m * pixels, g->out_c, kkc,
                     1.0f, col, kkc, w, g->out_c, 1.0f, y + i0 * out_size, g->out_c);
     }
+    hpo_activation_forward(g->activation, (size_t)n * out_size, y);
 }
 
 static void blas_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "layers.h"
 
 static size_t ref_conv2d_scratch_floats(const hpo_conv_geom *g, int n)
 {
@@ -32,6 +33,7 @@ static void ref_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
                         }
                     y[((size_t)(i * g->out_h + oy) * g->out_w + ox) * g->out_c + f] = (float)sum;
                 }
+    hpo_activation_forward(g->activation, (size_t)n * g->out_h * g->out_w * g->out_c, y);
 }
 
 static void ref_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,

@@ -36,6 +36,7 @@ static void layer_set_geometry(hpo_net_layer *l)
             .kernel = s->kernel_size, .stride = s->stride,
             .pad_top = hpo_padding_before(l->in.h, l->out.h, s->kernel_size, s->stride, same),
             .pad_left = hpo_padding_before(l->in.w, l->out.w, s->kernel_size, s->stride, same),
+            .activation = s->activation,
         };
         l->n_weights = (size_t)s->kernel_size * s->kernel_size * l->in.c * s->filters;
     } else if (s->kind == HPO_LAYER_MAXPOOL2D || s->kind == HPO_LAYER_MINPOOL2D ||
@@ -225,7 +226,6 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
             k->conv2d_forward(&l->conv, n, in, l->w, l->b, l->y, net->scratch);
-            hpo_activation_forward(l->spec.activation, count, l->y);
             break;
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
