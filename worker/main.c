@@ -3,15 +3,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hpo/worker_service.h"
 #include "train_cli.h"
 
 static void usage(FILE *out)
 {
     fputs("usage: hpo-worker train --model FILE --data DIR [options]\n"
+          "       hpo-worker [serve] --connect ENDPOINT [--data DIR] [options]\n"
           "       hpo-worker --help\n"
           "\n"
           "Commands:\n"
-          "  train    train one model spec locally (hpo-worker train --help)\n",
+          "  train    train one model spec locally (hpo-worker train --help)\n"
+          "  serve    train the trials of an hpod coordinator; the default when the\n"
+          "           first argument is an option (hpo-worker serve --help)\n",
           out);
 }
 
@@ -19,10 +23,14 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "train") == 0)
         return hpo_train_cli_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        return hpo_worker_service_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;
     }
+    if (argc >= 2 && strncmp(argv[1], "--", 2) == 0)
+        return hpo_worker_service_main(argc, argv);
     if (argc >= 2)
         fprintf(stderr, "hpo-worker: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
