@@ -242,9 +242,11 @@ void hpo_msg_clear(hpo_msg *msg);
 
 /* Parses one frame of `size` bytes (not NUL-terminated) into *msg.
  * Returns HPO_PROTO_OK, after which the caller owns *msg and calls
- * hpo_msg_clear(); any other value leaves *msg zeroed and writes into err a
+ * hpo_msg_clear(). Any other value leaves *msg zeroed and writes into err a
  * message that names the field, e.g.
- *   "trial.budget.epochs: -1 is below the minimum 1". */
+ *   "trial.budget.epochs: -1 is below the minimum 1".
+ * The codes are HPO_PROTO_TOO_LARGE to HPO_PROTO_INVALID_VALUE, and
+ * HPO_PROTO_INTERNAL when memory runs out. */
 hpo_proto_status hpo_msg_decode(const void *data, size_t size, hpo_msg *msg,
                                 char *err, size_t errlen);
 

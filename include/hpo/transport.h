@@ -3,10 +3,14 @@
  * The coordinator binds two ROUTER sockets: one for workers (which connect
  * DEALER sockets) and one for clients such as hpoctl (which connect DEALER
  * sockets through hpo_transport_request(), or REQ sockets). Every message
- * uses the envelope of REQ/REP, so both kinds of peer work:
+ * uses the envelope of REQ/REP, so both kinds of client work:
  *
  *   on the ROUTER:            [routing id] [empty delimiter] [JSON body]
- *   on the DEALER or REQ:                  [empty delimiter] [JSON body]
+ *   on the DEALER:                         [empty delimiter] [JSON body]
+ *
+ * The functions here are for ROUTER and DEALER sockets. A REQ socket adds
+ * and strips the delimiter itself, so a REQ client sends and receives the
+ * bare body with zmq_send() and zmq_recv().
  *
  * Endpoints are tcp://HOST:PORT or ipc://PATH. Every socket made here has
  * ZMQ_MAXMSGSIZE = HPO_MSG_MAX_BYTES, so a peer that sends a larger frame is
@@ -81,7 +85,8 @@ int hpo_transport_send_msg(void *sock, const hpo_peer *peer, const hpo_msg *msg,
 /* Waits up to timeout_ms (0: do not wait, -1: no limit) for one message,
  * reads all its frames, checks the envelope and decodes the body. `peer`
  * receives the sender on a ROUTER socket and must be NULL on a DEALER
- * socket. `status` (may be NULL) receives the decode status. */
+ * socket. `status` (may be NULL) receives the decode status. A signal that
+ * interrupts the wait returns HPO_RECV_AGAIN early. */
 hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_ms,
                                        hpo_msg *msg, hpo_proto_status *status,
                                        char *err, size_t errlen);

@@ -27,15 +27,20 @@ void hpo_worker_service_options_default(hpo_worker_service_options *opt);
 
 /* Runs the service until the study is done, the coordinator sends
  * `shutdown`, max_trials is reached or hpo_worker_service_request_stop() is
- * called. Returns 0 on a clean exit and -1 with a message when it cannot
- * start (bad endpoint) or its socket fails. One service runs per process,
- * because the stop request is a process-wide flag. */
+ * called. Returns 0 on a clean exit. Returns -1 with a message when it
+ * cannot start (bad endpoint, no CIFAR-10 files in data_dir), when its
+ * socket fails, or when the coordinator rejects the protocol version. One
+ * service runs per process, because the stop request is a process-wide
+ * flag that each run resets when it starts. */
 int hpo_worker_service_run(const hpo_worker_service_options *opt,
                            char *err, size_t errlen);
 
-/* Asks the running service to stop: the trial in progress stops after its
- * current epoch and is reported as interrupted, then the service returns.
- * Async-signal-safe, so a SIGINT or SIGTERM handler may call it. */
+/* Requests the running service to stop: the trial in progress stops after
+ * its current epoch and is reported as interrupted, then the service
+ * returns. A second request reports the trial at once and returns without
+ * waiting for the epoch, leaving the training thread running until the
+ * process exits. Async-signal-safe, so a SIGINT or SIGTERM handler may
+ * call it. */
 void hpo_worker_service_request_stop(void);
 
 /* Command-line entry point: parses --connect, --data, --threads, --name,

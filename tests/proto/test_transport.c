@@ -418,6 +418,44 @@ static void test_request_gets_reply(void **state)
     hpo_msg_clear(&reply);
 }
 
+/* A REQ client sends and receives the bare body; the ROUTER side sees the
+ * same envelope as from a DEALER. */
+static void test_req_client_served(void **state)
+{
+    fixture *f = *state;
+    char err[HPO_ERR_MAX] = "";
+    void *req = track(f, zmq_socket(f->ctx, ZMQ_REQ));
+    assert_int_equal(zmq_connect(req, f->endpoint), 0);
+
+    const char *query = "{\"v\":1,\"type\":\"query\",\"command\":\"best\"}";
+    assert_int_equal(zmq_send(req, query, strlen(query), 0), (int)strlen(query));
+
+    hpo_peer peer;
+    hpo_msg in;
+    assert_int_equal(hpo_transport_recv_msg(f->router, &peer, ARRIVAL_MS, &in, NULL,
+                                            err, sizeof err), HPO_RECV_OK);
+    assert_int_equal(in.type, HPO_MSG_QUERY);
+    assert_int_equal(in.query.command, HPO_QUERY_BEST);
+    hpo_msg_clear(&in);
+
+    hpo_msg reply;
+    hpo_msg_init(&reply, HPO_MSG_REPLY);
+    reply.reply.command = HPO_QUERY_BEST;
+    reply.reply.data = cJSON_CreateNull();
+    assert_int_equal(hpo_transport_send_msg(f->router, &peer, &reply, err, sizeof err), 0);
+    hpo_msg_clear(&reply);
+
+    char body[256];
+    int timeout = ARRIVAL_MS;
+    zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    int n = zmq_recv(req, body, sizeof body, 0);
+    assert_true(n > 0);
+    assert_int_equal(hpo_msg_decode(body, (size_t)n, &in, err, sizeof err), HPO_PROTO_OK);
+    assert_int_equal(in.type, HPO_MSG_REPLY);
+    assert_true(cJSON_IsNull(in.reply.data));
+    hpo_msg_clear(&in);
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -473,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_bad_endpoints_named),
         cmocka_unit_test_setup_teardown(test_request_gets_reply, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_request_times_out, setup_ipc, teardown),
+        cmocka_unit_test_setup_teardown(test_req_client_served, setup_tcp, teardown),
         cmocka_unit_test(test_peer_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
