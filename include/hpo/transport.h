@@ -40,7 +40,7 @@ typedef struct {
 
 /* Outcome of a receive. */
 typedef enum {
-    HPO_RECV_OK = 0,  /* *msg holds a decoded message; hpo_msg_clear() it */
+    HPO_RECV_OK = 0,  /* *msg contains a decoded message; hpo_msg_clear() it */
     HPO_RECV_AGAIN,   /* nothing arrived before the timeout */
     HPO_RECV_INVALID, /* a message arrived and was rejected; *status is the
                          reason, err names the field, *peer is its sender,
@@ -58,8 +58,8 @@ void *hpo_transport_router_bind(void *ctx, const char *endpoint,
 /* Creates a DEALER socket connected to endpoint. libzmq reconnects by
  * itself after the peer restarts (every 100 ms, backing off to 2 s). With
  * `immediate` set, messages are queued only while a connection is up, so
- * sends fail instead of piling up for a coordinator that is down; workers
- * use that, one-shot clients do not need it. Returns the socket or NULL
+ * sends fail instead of piling up for a coordinator that is down. Workers
+ * set it, and one-shot clients do not need it. Returns the socket or NULL
  * with a message. */
 void *hpo_transport_dealer_connect(void *ctx, const char *endpoint, bool immediate,
                                    char *err, size_t errlen);

@@ -49,7 +49,8 @@ typedef struct {
     char dir[64];
     char endpoint[128];
     hpo_peer worker;         /* routing id of the worker's connection */
-    int heartbeats;          /* heartbeats seen so far */
+    int heartbeats;          /* heartbeats received so far */
+    int64_t heartbeat_trial; /* trial_id of the last heartbeat */
 
     hpo_worker_service_options opt;
     pthread_t thread;
@@ -142,6 +143,7 @@ static void mock_recv(mock *m, hpo_msg *msg)
             return;
         assert_string_equal(msg->heartbeat.worker_id, "w7");
         m->heartbeats++;
+        m->heartbeat_trial = msg->heartbeat.trial_id;
         hpo_msg_clear(msg);
     }
 }
@@ -278,6 +280,14 @@ static void test_service_stop_and_failure(void **state)
 
     mock_expect(m, HPO_MSG_PROGRESS, &msg);
     assert_int_equal(msg.progress.trial_id, 21);
+
+    /* Heartbeats keep coming during training and name the trial. */
+    m->heartbeat_trial = -1;
+    while (m->heartbeat_trial != 21) {
+        mock_expect(m, HPO_MSG_PROGRESS, &msg);
+        assert_int_equal(msg.progress.trial_id, 21);
+    }
+
     hpo_msg stop;
     hpo_msg_init(&stop, HPO_MSG_STOP_TRIAL);
     stop.stop_trial.trial_id = 21;
@@ -371,6 +381,7 @@ static void test_service_registers_after_timeout(void **state)
     /* No reply to ready: within about reply_timeout_ms a new register. */
     mock_expect(m, HPO_MSG_REGISTER, &msg);
     assert_true(m->heartbeats >= 3);
+    assert_int_equal(m->heartbeat_trial, -1);
 
     hpo_msg reply;
     hpo_msg_init(&reply, HPO_MSG_REGISTERED);
