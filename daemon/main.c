@@ -348,6 +348,7 @@ int main(int argc, char **argv)
         .max_consecutive_failures = o.max_failures,
         .max_consecutive_unbuildable = 1000,
         .max_attempts = 3,
+        .reclaim_ms = 3 * o.heartbeat_ms,
         .seed = o.seed,
     };
     if (hpo_scheduler_create(study, tuner, storage, &sched_options, &scheduler,

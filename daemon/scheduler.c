@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hpo/error.h"
 #include "hpo/log.h"
@@ -27,6 +28,13 @@ struct hpo_scheduler {
 
     int64_t *queue;          /* queued trial ids, ascending */
     size_t n_queue, queue_capacity;
+
+    /* Trials that ran before this hpod started are handed to other workers
+     * only after this monotonic time (ms), so that a worker that kept
+     * training through the restart can register and reclaim its trial. */
+    int64_t *reserved;
+    size_t n_reserved;
+    int64_t reserved_until_ms;
     running_entry *running;
     size_t n_running, running_capacity;
 
@@ -35,6 +43,13 @@ struct hpo_scheduler {
     int unbuildable_run;     /* unbuildable proposals in a row */
     bool exhausted;          /* the tuner has no new configuration */
 };
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static const char *const state_names[] = {"running", "complete", "stopped", "failed"};
 
@@ -199,6 +214,8 @@ static int replay_trials(hpo_scheduler *s, char *err, size_t errlen)
         return -1;
 
     int result = 0;
+    s->reserved = calloc(n > 0 ? n : 1, sizeof *s->reserved);
+    s->n_reserved = 0;
     for (size_t i = 0; i < n && result == 0; i++) {
         const hpo_trial_record *r = &records[i];
         if (hpo_tuner_observe(s->tuner, r->params, r->active, r->objective,
@@ -208,6 +225,9 @@ static int replay_trials(hpo_scheduler *s, char *err, size_t errlen)
         }
         if (r->status == HPO_TRIAL_STATE_QUEUED && queue_insert(s, r->id) != 0)
             result = hpo_error(err, errlen, "out of memory loading the queue");
+        if (r->status == HPO_TRIAL_STATE_QUEUED && r->attempts > 0 &&
+            s->reserved != NULL)
+            s->reserved[s->n_reserved++] = r->id;
         if (r->status == HPO_TRIAL_STATE_OK ||
             (r->status == HPO_TRIAL_STATE_FAILED && r->attempts > 0))
             s->counted++;
@@ -242,6 +262,10 @@ int hpo_scheduler_create(const hpo_study *study, hpo_tuner *tuner,
                      "stopped are queued again", requeued);
     if (replay_trials(s, err, errlen) != 0)
         goto fail;
+    s->reserved_until_ms = monotonic_ms() + options->reclaim_ms;
+    if (s->n_reserved > 0)
+        hpo_log_info("%zu queued trials ran before; they wait %d ms for their "
+                     "workers to reclaim them", s->n_reserved, options->reclaim_ms);
     if (hpo_storage_study_set_state(storage, "running", options->max_trials,
                                     err, errlen) != 0)
         goto fail;
@@ -265,6 +289,7 @@ void hpo_scheduler_destroy(hpo_scheduler **scheduler)
     if (scheduler == NULL || *scheduler == NULL)
         return;
     free((*scheduler)->queue);
+    free((*scheduler)->reserved);
     free((*scheduler)->running);
     free(*scheduler);
     *scheduler = NULL;
@@ -379,6 +404,27 @@ static int propose_trial(hpo_scheduler *s, int64_t *trial_id,
     return 1;
 }
 
+static bool is_reserved(const hpo_scheduler *s, int64_t trial_id)
+{
+    if (s->n_reserved == 0 || monotonic_ms() >= s->reserved_until_ms)
+        return false;
+    for (size_t i = 0; i < s->n_reserved; i++) {
+        if (s->reserved[i] == trial_id)
+            return true;
+    }
+    return false;
+}
+
+/* Returns the oldest queued trial that is not reserved, -1 when none. */
+static int64_t first_available(const hpo_scheduler *s)
+{
+    for (size_t i = 0; i < s->n_queue; i++) {
+        if (!is_reserved(s, s->queue[i]))
+            return s->queue[i];
+    }
+    return -1;
+}
+
 int hpo_scheduler_next(hpo_scheduler *s, int64_t worker_id, hpo_next_kind *kind,
                        hpo_assignment *trial, char *err, size_t errlen)
 {
@@ -387,10 +433,9 @@ int hpo_scheduler_next(hpo_scheduler *s, int64_t worker_id, hpo_next_kind *kind,
 
     if (s->state == HPO_STUDY_RUNNING &&
         s->counted + (int)s->n_running < s->options.max_trials) {
-        int64_t trial_id = -1;
-        if (s->n_queue > 0) {
-            trial_id = s->queue[0];
-        } else if (!s->exhausted) {
+        int64_t trial_id = first_available(s);
+        bool room = s->counted + (int)(s->n_running + s->n_queue) < s->options.max_trials;
+        if (trial_id < 0 && room && !s->exhausted) {
             int rc = propose_trial(s, &trial_id, err, errlen);
             if (rc < 0)
                 return -1;

@@ -35,6 +35,9 @@ typedef struct {
                                         fail the study */
     int max_attempts;              /* times a trial may be handed out before
                                       losing its worker fails it */
+    int reclaim_ms;                /* how long trials that were running when
+                                      the previous hpod stopped are kept for
+                                      their workers to reclaim */
     uint64_t seed;                 /* study seed; trial seeds derive from it */
 } hpo_scheduler_options;
 

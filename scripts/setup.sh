@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential meson ninja-build pkg-config
   libgsl-dev libzmq3-dev libcjson-dev libopenblas-dev libsqlite3-dev
-  libcmocka-dev libdnnl-dev
+  libcmocka-dev libdnnl-dev sqlite3
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-torch python3-numpy python3-sklearn time)

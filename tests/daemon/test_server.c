@@ -1,4 +1,4 @@
-/* Tests of hpod as a process: a real hpod on loopback, driven by fake
+/* Tests of hpod as a process: a real hpod on IPC sockets, driven by fake
  * workers that speak the protocol through the transport library, with the
  * database checked through storage.h afterwards. No training happens, so
  * the objective values are chosen by the test.
@@ -81,6 +81,11 @@ static int setup(void **state)
     snprintf(f->db, sizeof f->db, "%s/study.db", f->dir);
     snprintf(f->ready, sizeof f->ready, "%s/ready", f->dir);
     snprintf(f->log, sizeof f->log, "%s/hpod.log", f->dir);
+    /* IPC endpoints, because a restarted hpod must bind the same endpoint
+     * and a TCP port from the ephemeral range can meanwhile be taken by an
+     * outgoing connection (even a DEALER's reconnect to itself). */
+    snprintf(f->workers, sizeof f->workers, "ipc://%s/workers", f->dir);
+    snprintf(f->control, sizeof f->control, "ipc://%s/control", f->dir);
     f->ctx = zmq_ctx_new();
     *state = f;
     return f->ctx != NULL ? 0 : -1;
@@ -137,9 +142,8 @@ static bool read_ready_value(const char *path, const char *key, char *out, size_
     return found;
 }
 
-/* Starts hpod with the fixture's database and the given extra options
- * (NULL-terminated), and waits until it listens. Endpoints are the ones of
- * an earlier start when there was one, so that workers can reconnect. */
+/* Starts hpod with the fixture's database, endpoints and the given extra
+ * options (NULL-terminated), and waits until it listens. */
 static void start_hpod(fixture *f, ...)
 {
     const char *argv[40];
@@ -150,9 +154,9 @@ static void start_hpod(fixture *f, ...)
     argv[argc++] = "--study";
     argv[argc++] = study_path;
     argv[argc++] = "--workers";
-    argv[argc++] = f->workers[0] != '\0' ? f->workers : "tcp://127.0.0.1:0";
+    argv[argc++] = f->workers;
     argv[argc++] = "--control";
-    argv[argc++] = f->control[0] != '\0' ? f->control : "tcp://127.0.0.1:0";
+    argv[argc++] = f->control;
     argv[argc++] = "--ready-file";
     argv[argc++] = f->ready;
     va_list ap;
@@ -291,7 +295,7 @@ static int64_t worker_next_trial(fake_worker *w, cJSON **params_out)
         if (reply.type == HPO_MSG_TRIAL) {
             int64_t id = reply.trial.trial_id;
             assert_non_null(reply.trial.model);
-            assert_int_equal(reply.trial.budget.epochs, 1);
+            assert_int_equal(reply.trial.budget.epochs, 2);
             assert_int_equal(reply.trial.budget.train_size, 2000);
             if (params_out != NULL) {
                 *params_out = reply.trial.params;
@@ -724,8 +728,8 @@ static void test_other_study_db_rejected(void **state)
 
     char command[1024];
     snprintf(command, sizeof command, "'%s' --db '%s' --study '%s' "
-             "--workers tcp://127.0.0.1:0 --control tcp://127.0.0.1:0 "
-             ">> '%s' 2>&1", hpod_path, f->db, other, f->log);
+             "--workers ipc://%s/other-w --control ipc://%s/other-c "
+             ">> '%s' 2>&1", hpod_path, f->db, other, f->dir, f->dir, f->log);
     int status = system(command);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
