@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "hpo/error.h"
+
 /* Fastest first: the first entry is the default. */
 static const hpo_kernels *const all_kernels[] = {
 #if HPO_HAVE_DNNL
@@ -38,4 +40,23 @@ int hpo_padding_before(int in, int out, int window, int stride, int same)
         return 0;
     int total = (out - 1) * stride + window - in;
     return total > 0 ? total / 2 : 0;
+}
+
+int hpo_kernels_check_precision(const hpo_kernels *k, hpo_precision precision, char *err,
+                                size_t errlen)
+{
+    if (precision == HPO_PRECISION_FLOAT32)
+        return 0;
+#if HPO_HAVE_DNNL
+    if (k != &hpo_kernels_dnnl)
+        return hpo_error(err, errlen, "precision bfloat16 needs the dnnl backend, not %s; "
+                                      "drop --backend or use float32", k->name);
+    if (!hpo_dnnl_has_bf16())
+        return hpo_error(err, errlen, "precision bfloat16 needs a CPU with AVX512_BF16 or "
+                                      "AMX, which this one lacks; use float32");
+    return 0;
+#else
+    return hpo_error(err, errlen, "precision bfloat16 needs the dnnl backend, which this "
+                                  "build lacks (install libdnnl-dev and rebuild); use float32");
+#endif
 }

@@ -11,6 +11,7 @@
 #ifndef HPO_WORKER_KERNELS_H
 #define HPO_WORKER_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@ typedef struct {
     hpo_activation activation; /* applied to the output by conv2d_forward,
                                   fused into the convolution where the
                                   backend can (relu, tanh or linear) */
+    bool bf16;                 /* compute in bfloat16 (dnnl backend only) */
 } hpo_conv_geom;
 
 typedef struct {
@@ -59,6 +61,16 @@ extern const hpo_kernels hpo_kernels_dnnl;
 /* Returns the backend called name, or NULL. NULL or "default" selects the
  * fastest backend built: dnnl when oneDNN was found, else blas. */
 const hpo_kernels *hpo_kernels_find(const char *name);
+
+/* Checks that backend k can train at `precision` on this CPU. Returns -1
+ * with a message naming the fix otherwise. */
+int hpo_kernels_check_precision(const hpo_kernels *k, hpo_precision precision, char *err,
+                                size_t errlen);
+
+#if HPO_HAVE_DNNL
+/* Whether oneDNN finds native bfloat16 instructions (AVX512_BF16 or AMX). */
+bool hpo_dnnl_has_bf16(void);
+#endif
 
 /* Lists the names of the backends built, NULL-terminated. */
 extern const char *const hpo_kernels_names[];

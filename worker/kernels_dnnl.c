@@ -33,6 +33,7 @@ typedef struct conv_entry {
     dnnl_memory_t src, dst, bias, diff_src, diff_dst, diff_bias;
     dnnl_memory_t user_weights, user_diff_weights;
     reorder weights_fwd, weights_bwd_data, diff_weights;
+    reorder src_compute, diff_dst_compute; /* float32 -> bfloat16 copies */
 
     struct conv_entry *next;
 } conv_entry;
@@ -123,10 +124,18 @@ static int conv_entry_init(conv_entry *e)
     if (pad_r[1] < 0)
         pad_r[1] = 0;
 
-    dnnl_memory_desc_t src_md, dst_md, w_any, w_user, b_md;
+    /* With bfloat16, the convolution reads bf16 copies of its inputs (src,
+     * weights, diff_dst) and writes float32 results (dst, diff_src and the
+     * weight gradients), so everything outside the kernels stays float32. */
+    dnnl_data_type_t compute = g->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src_md, dst_md, w_any, w_grad_any, w_user, b_md;
+    dnnl_memory_desc_t src_c_md, dst_c_md;
     dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_nhwc);
     dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&src_c_md, 4, src_dims, compute, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dst_c_md, 4, dst_dims, compute, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, compute, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&w_grad_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&w_user, 4, w_dims, dnnl_f32, dnnl_hwio);
     dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_x);
 
@@ -151,19 +160,19 @@ static int conv_entry_init(conv_entry *e)
     }
 
     if (dnnl_convolution_forward_desc_init(&fwd_d, dnnl_forward_training,
-                                           dnnl_convolution_direct, &src_md, &w_any, &b_md,
+                                           dnnl_convolution_direct, &src_c_md, &w_any, &b_md,
                                            &dst_md, strides, pad_l, pad_r) != dnnl_success ||
         dnnl_primitive_desc_create(&fwd_pd, &fwd_d, attr, engine, NULL) != dnnl_success)
         goto done;
     if (dnnl_convolution_backward_data_desc_init(&bwd_data_d, dnnl_convolution_direct,
-                                                 &src_md, &w_any, &dst_md, strides, pad_l,
+                                                 &src_md, &w_any, &dst_c_md, strides, pad_l,
                                                  pad_r) != dnnl_success ||
         dnnl_primitive_desc_create(&bwd_data_pd, &bwd_data_d, NULL, engine, fwd_pd) !=
             dnnl_success)
         goto done;
     if (dnnl_convolution_backward_weights_desc_init(&bwd_w_d, dnnl_convolution_direct,
-                                                    &src_md, &w_any, &b_md, &dst_md, strides,
-                                                    pad_l, pad_r) != dnnl_success ||
+                                                    &src_c_md, &w_grad_any, &b_md, &dst_c_md,
+                                                    strides, pad_l, pad_r) != dnnl_success ||
         dnnl_primitive_desc_create(&bwd_w_pd, &bwd_w_d, NULL, engine, fwd_pd) != dnnl_success)
         goto done;
 
@@ -190,14 +199,16 @@ static int conv_entry_init(conv_entry *e)
                      true) < 0 ||
         reorder_init(&e->diff_weights, &w_user,
                      dnnl_primitive_desc_query_md(bwd_w_pd, dnnl_query_diff_weights_md, 0),
-                     false) < 0)
+                     false) < 0 ||
+        reorder_init(&e->src_compute, &src_md, &src_c_md, true) < 0 ||
+        reorder_init(&e->diff_dst_compute, &dst_md, &dst_c_md, true) < 0)
         goto done;
 
     const char *impl = NULL;
     dnnl_primitive_desc_query(fwd_pd, dnnl_query_impl_info_str, 0, &impl);
-    hpo_log_debug("oneDNN convolution %dx%dx%d -> %dx%dx%d, kernel %d, batch %d: %s",
+    hpo_log_debug("oneDNN convolution %dx%dx%d -> %dx%dx%d, kernel %d, batch %d, %s: %s",
                   g->in_h, g->in_w, g->in_c, g->out_h, g->out_w, g->out_c, g->kernel, e->n,
-                  impl != NULL ? impl : "?");
+                  g->bf16 ? "bfloat16" : "float32", impl != NULL ? impl : "?");
     rc = 0;
 
 done:
@@ -239,6 +250,11 @@ static conv_entry *conv_entry_get(const hpo_conv_geom *g, int n)
     return e;
 }
 
+bool hpo_dnnl_has_bf16(void)
+{
+    return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16;
+}
+
 static size_t dnnl_conv2d_scratch_floats(const hpo_conv_geom *g, int n)
 {
     /* Enough for the BLAS fallback. */
@@ -263,8 +279,13 @@ static void dnnl_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
         reorder_run(&e->weights_fwd, e->user_weights, true);
         weights = e->weights_fwd.memory;
     }
+    dnnl_memory_t src = e->src;
+    if (e->src_compute.primitive != NULL) {
+        reorder_run(&e->src_compute, e->src, true);
+        src = e->src_compute.memory;
+    }
     dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
         {DNNL_ARG_BIAS, e->bias}, {DNNL_ARG_DST, e->dst},
     };
     dnnl_primitive_execute(e->fwd, stream, 4, args);
@@ -285,11 +306,23 @@ static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
     dnnl_memory_set_data_handle(e->diff_bias, db);
     dnnl_memory_set_data_handle(e->user_diff_weights, dw);
 
+    /* The bf16 copy of src is made again here, because another layer of the
+     * same geometry shares this cache entry and may have overwritten it. */
+    dnnl_memory_t src = e->src, diff_dst = e->diff_dst;
+    if (e->src_compute.primitive != NULL) {
+        reorder_run(&e->src_compute, e->src, true);
+        src = e->src_compute.memory;
+    }
+    if (e->diff_dst_compute.primitive != NULL) {
+        reorder_run(&e->diff_dst_compute, e->diff_dst, true);
+        diff_dst = e->diff_dst_compute.memory;
+    }
+
     /* Weight gradients, then back into the HWIO layout. */
     dnnl_memory_t diff_weights = e->diff_weights.primitive != NULL ? e->diff_weights.memory
                                                                    : e->user_diff_weights;
     dnnl_exec_arg_t wargs[] = {
-        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_DIFF_DST, e->diff_dst},
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
         {DNNL_ARG_DIFF_WEIGHTS, diff_weights}, {DNNL_ARG_DIFF_BIAS, e->diff_bias},
     };
     dnnl_primitive_execute(e->bwd_weights, stream, 4, wargs);
@@ -305,7 +338,7 @@ static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
             weights = e->weights_bwd_data.memory;
         }
         dnnl_exec_arg_t dargs[] = {
-            {DNNL_ARG_DIFF_DST, e->diff_dst}, {DNNL_ARG_WEIGHTS, weights},
+            {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},
             {DNNL_ARG_DIFF_SRC, e->diff_src},
         };
         dnnl_primitive_execute(e->bwd_data, stream, 3, dargs);

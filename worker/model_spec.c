@@ -235,11 +235,12 @@ static int parse_training(const cJSON *obj, hpo_model_spec *spec, char *err, siz
 {
     static const char *const fields[] = {
         "optimizer", "learning_rate", "momentum", "beta_1", "beta_2", "epsilon",
-        "batch_size", "epochs", "seed", "early_stopping", NULL};
+        "batch_size", "epochs", "seed", "early_stopping", "precision", NULL};
     static const char *const es_fields[] = {
         "monitor", "patience", "restore_best_weights", NULL};
     static const char *const optimizer_names[] = {"adam", "sgd"};
     static const char *const monitor_names[] = {"val_loss", "val_accuracy"};
+    static const char *const precision_names[] = {"float32", "bfloat16"};
 
     if (!cJSON_IsObject(obj))
         return hpo_error(err, errlen, "training: expected an object");
@@ -251,6 +252,12 @@ static int parse_training(const cJSON *obj, hpo_model_spec *spec, char *err, siz
                   err, errlen) < 0)
         return -1;
     spec->optimizer = (hpo_optimizer_kind)optimizer;
+
+    int precision = HPO_PRECISION_FLOAT32;
+    if (read_enum(obj, "precision", "training", precision_names, 2, &precision,
+                  err, errlen) < 0)
+        return -1;
+    spec->precision = (hpo_precision)precision;
 
     if (read_number(obj, "learning_rate", "training", &spec->learning_rate, err, errlen) < 0 ||
         read_number(obj, "momentum", "training", &spec->momentum, err, errlen) < 0 ||

@@ -24,7 +24,7 @@ static void *alloc_floats(size_t count)
 }
 
 /* Fills the geometry of layer l from its spec and input shape. */
-static void layer_set_geometry(hpo_net_layer *l)
+static void layer_set_geometry(hpo_net_layer *l, bool bf16)
 {
     const hpo_layer_spec *s = &l->spec;
     int same = s->padding == HPO_PAD_SAME;
@@ -37,6 +37,7 @@ static void layer_set_geometry(hpo_net_layer *l)
             .pad_top = hpo_padding_before(l->in.h, l->out.h, s->kernel_size, s->stride, same),
             .pad_left = hpo_padding_before(l->in.w, l->out.w, s->kernel_size, s->stride, same),
             .activation = s->activation,
+            .bf16 = bf16,
         };
         l->n_weights = (size_t)s->kernel_size * s->kernel_size * l->in.c * s->filters;
     } else if (s->kind == HPO_LAYER_MAXPOOL2D || s->kind == HPO_LAYER_MINPOOL2D ||
@@ -81,7 +82,8 @@ int hpo_net_create(const hpo_model_spec *spec, const hpo_kernels *kernels, int m
     *out = NULL;
     if (max_batch < 1)
         return hpo_error(err, errlen, "batch size %d must be at least 1", max_batch);
-    if (hpo_model_spec_validate(spec, err, errlen) < 0)
+    if (hpo_model_spec_validate(spec, err, errlen) < 0 ||
+        hpo_kernels_check_precision(kernels, spec->precision, err, errlen) < 0)
         return -1;
 
     net = calloc(1, sizeof *net);
@@ -109,7 +111,7 @@ int hpo_net_create(const hpo_model_spec *spec, const hpo_kernels *kernels, int m
         l->out = shapes[i];
         l->in_size = (size_t)in.h * in.w * in.c;
         l->out_size = (size_t)l->out.h * l->out.w * l->out.c;
-        layer_set_geometry(l);
+        layer_set_geometry(l, spec->precision == HPO_PRECISION_BFLOAT16);
         if (l->n_weights > 0)
             net->n_params += l->n_weights + (size_t)l->out.c;
         if (l->spec.kind == HPO_LAYER_CONV2D) {

@@ -51,6 +51,8 @@ static void usage(FILE *out)
           "  --scaling MODE      pixel scaling: unit ([0,1], default) or standardize\n"
           "  --backend NAME      layer kernels: dnnl (the default when built with\n"
           "                      oneDNN), blas, or reference (slow, for tests)\n"
+          "  --precision P       convolution arithmetic: float32 or bfloat16 (needs\n"
+          "                      the dnnl backend and AVX512_BF16; default: the spec's)\n"
           "  --json              print JSON lines instead of text\n"
           "  --log-level LEVEL   debug, info, warn or error (default warn)\n",
           out);
@@ -228,7 +230,8 @@ int hpo_train_cli_main(int argc, char **argv)
 {
     enum {
         OPT_MODEL = 1, OPT_DATA, OPT_TRAIN, OPT_VAL, OPT_TEST, OPT_EPOCHS, OPT_BATCH,
-        OPT_SEED, OPT_THREADS, OPT_SCALING, OPT_BACKEND, OPT_JSON, OPT_LOG, OPT_HELP,
+        OPT_SEED, OPT_THREADS, OPT_SCALING, OPT_BACKEND, OPT_PRECISION, OPT_JSON, OPT_LOG,
+        OPT_HELP,
     };
     static const struct option options[] = {
         {"model", required_argument, NULL, OPT_MODEL},
@@ -242,6 +245,7 @@ int hpo_train_cli_main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"scaling", required_argument, NULL, OPT_SCALING},
         {"backend", required_argument, NULL, OPT_BACKEND},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"json", no_argument, NULL, OPT_JSON},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, OPT_HELP},
@@ -250,6 +254,7 @@ int hpo_train_cli_main(int argc, char **argv)
 
     const char *model_path = NULL, *backend = NULL;
     long epochs = 0, batch_size = 0, seed = -1, threads = 0, test_size = 10000;
+    int precision = -1; /* -1: the spec's */
     hpo_cifar10_options data_opt;
     hpo_cifar10_options_default(&data_opt);
     hpo_log_level level = HPO_LOG_WARN;
@@ -307,6 +312,17 @@ int hpo_train_cli_main(int argc, char **argv)
             }
             break;
         case OPT_BACKEND: backend = optarg; break;
+        case OPT_PRECISION:
+            if (strcmp(optarg, "float32") == 0) {
+                precision = HPO_PRECISION_FLOAT32;
+            } else if (strcmp(optarg, "bfloat16") == 0) {
+                precision = HPO_PRECISION_BFLOAT16;
+            } else {
+                fprintf(stderr, "hpo-worker train: invalid --precision \"%s\": expected "
+                                "float32 or bfloat16\n", optarg);
+                return 2;
+            }
+            break;
         case OPT_JSON: st.json = true; break;
         case OPT_LOG:
             if (hpo_log_level_parse(optarg, &level) < 0) {
@@ -341,6 +357,8 @@ int hpo_train_cli_main(int argc, char **argv)
     }
     if (epochs > 0)
         spec->epochs = (int)epochs;
+    if (precision >= 0)
+        spec->precision = (hpo_precision)precision;
     if (batch_size > 0)
         spec->batch_size = (int)batch_size;
     if (seed >= 0) {

@@ -13,6 +13,7 @@
  *   ],
  *   "training": {"optimizer": "adam", "learning_rate": 0.001,
  *                "batch_size": 64, "epochs": 3, "seed": 1,
+ *                "precision": "float32",
  *                "early_stopping": {"monitor": "val_loss", "patience": 3,
  *                                   "restore_best_weights": true}}
  * }
@@ -49,6 +50,14 @@ typedef enum { HPO_PAD_VALID = 0, HPO_PAD_SAME } hpo_padding;
 typedef enum { HPO_OPT_ADAM = 0, HPO_OPT_SGD } hpo_optimizer_kind;
 typedef enum { HPO_MONITOR_VAL_LOSS = 0, HPO_MONITOR_VAL_ACCURACY } hpo_monitor;
 
+/* Arithmetic of the convolutions. Weights, gradients, optimizer state and
+ * all other layers stay float32 either way. */
+typedef enum {
+    HPO_PRECISION_FLOAT32 = 0,
+    HPO_PRECISION_BFLOAT16, /* bf16 inputs and weights, float32 sums; needs
+                               the dnnl backend on a CPU with AVX512_BF16 */
+} hpo_precision;
+
 typedef struct {
     hpo_layer_kind kind;
     int filters;       /* conv2d */
@@ -78,6 +87,8 @@ typedef struct {
     hpo_monitor monitor;
     int patience;
     bool restore_best_weights;
+
+    hpo_precision precision;
 } hpo_model_spec;
 
 /* Output shape of one layer, as HWC; dense and flatten outputs have h = w = 1. */

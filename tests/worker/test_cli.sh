@@ -44,6 +44,11 @@ expect "bad train size" 2 "invalid --train-size \"ten\"" -- \
 expect "zero epochs" 2 "invalid --epochs \"0\"" -- "$worker" train --model "$small" --epochs 0
 expect "bad scaling" 2 "invalid --scaling \"minmax\"" -- \
   "$worker" train --model "$small" --scaling minmax
+expect "bad precision" 2 "invalid --precision \"half\"" -- \
+  "$worker" train --model "$small" --precision half
+expect "bf16 on blas" 1 "precision bfloat16 needs the dnnl backend" -- \
+  "$worker" train --model "$small" --precision bfloat16 --backend blas --data "$data_dir" \
+    --train-size 64 --val-size 0 --test-size 0
 expect "unknown option" 2 "usage: hpo-worker train" -- "$worker" train --model "$small" --fast
 
 cat >"$tmp/too-deep.json" <<'JSON'

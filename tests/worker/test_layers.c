@@ -424,6 +424,54 @@ static void dense_matches_reference_all(void **state)
     }
 }
 
+#if HPO_HAVE_DNNL
+/* bfloat16 keeps 8 significant bits, so each product is off by up to
+ * 2^-8 relative; over sums of 45 products of values in [-0.5, 0.5] the
+ * result stays within 0.05 of the float32 reference. */
+static void dnnl_bf16_conv_close_to_float32(void **state)
+{
+    if (!hpo_dnnl_has_bf16()) {
+        skip();
+        return;
+    }
+    hpo_conv_geom g = {.in_h = 9, .in_w = 9, .in_c = 5, .out_h = 7, .out_w = 7, .out_c = 6,
+                       .kernel = 3, .stride = 1, .activation = HPO_ACT_LINEAR};
+    enum { N = 2 };
+    float x[N * 81 * 5], w[9 * 5 * 6], b[6], y_ref[N * 49 * 6], y_bf16[N * 49 * 6];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        w[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (int i = 0; i < 6; i++)
+        b[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+
+    hpo_kernels_reference.conv2d_forward(&g, N, x, w, b, y_ref, NULL);
+    g.bf16 = true;
+    float *scratch = malloc(hpo_kernels_dnnl.conv2d_scratch_floats(&g, N) * 4 + 64);
+    hpo_kernels_dnnl.conv2d_forward(&g, N, x, w, b, y_bf16, scratch);
+    double max_diff = 0.0;
+    for (size_t i = 0; i < sizeof y_ref / sizeof *y_ref; i++)
+        max_diff = fmax(max_diff, fabs(y_ref[i] - y_bf16[i]));
+    assert_true(max_diff < 0.05);
+    /* Not float32 in disguise: bf16 rounding must show. */
+    assert_true(max_diff > 1e-5);
+    free(scratch);
+    gsl_rng_free(rng);
+}
+#endif
+
+/* bfloat16 is rejected with a clear message where it cannot run. */
+static void bf16_needs_dnnl(void **state)
+{
+    char err[HPO_ERR_MAX] = "";
+    assert_int_equal(hpo_kernels_check_precision(&hpo_kernels_blas, HPO_PRECISION_BFLOAT16,
+                                                 err, sizeof err), -1);
+    assert_non_null(strstr(err, "precision bfloat16 needs the dnnl backend"));
+    assert_int_equal(hpo_kernels_check_precision(&hpo_kernels_blas, HPO_PRECISION_FLOAT32,
+                                                 err, sizeof err), 0);
+}
+
 /* ---- Pooling and softmax values ---------------------------------------- */
 
 static void pooling_values(void **state)
@@ -473,6 +521,10 @@ int main(void)
         cmocka_unit_test(gradients_all_backends),
         cmocka_unit_test(conv_matches_reference),
         cmocka_unit_test(dense_matches_reference_all),
+#if HPO_HAVE_DNNL
+        cmocka_unit_test(dnnl_bf16_conv_close_to_float32),
+#endif
+        cmocka_unit_test(bf16_needs_dnnl),
         cmocka_unit_test(pooling_values),
         cmocka_unit_test(softmax_is_stable),
     };

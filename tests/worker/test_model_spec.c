@@ -103,6 +103,7 @@ static void defaults_follow_keras(void **state)
     assert_float_equal(spec->epsilon, 1e-7, 1e-15);
     assert_int_equal(spec->batch_size, 32);
     assert_false(spec->early_stopping);
+    assert_int_equal(spec->precision, HPO_PRECISION_FLOAT32);
     hpo_model_spec_destroy(&spec);
 }
 
@@ -237,6 +238,9 @@ static const bad_spec bad_specs[] = {
      "{\"layers\": [" FLAT ", " HEAD "], \"training\": {\"early_stopping\":"
      " {\"monitor\": \"loss\"}}}",
      "training.early_stopping.monitor: unknown value \"loss\""},
+    {"bad precision",
+     "{\"layers\": [" FLAT ", " HEAD "], \"training\": {\"precision\": \"float16\"}}",
+     "training.precision: unknown value \"float16\"; expected one of float32, bfloat16"},
     {"negative patience",
      "{\"layers\": [" FLAT ", " HEAD "], \"training\": {\"early_stopping\":"
      " {\"patience\": -1}}}",
