@@ -318,11 +318,17 @@ static int assign(hpo_scheduler *s, int64_t trial_id, int64_t worker_id,
     }
     queue_remove(s, trial_id);
 
+    /* Workers receive the active values only (docs/protocol.md). */
     a->trial_id = trial_id;
-    a->params = r.params;
+    if (r.active != NULL) {
+        a->params = r.active;
+        r.active = NULL;
+    } else {
+        a->params = r.params;
+        r.params = NULL;
+    }
     a->model = r.model;
     a->seed = (s->options.seed + (uint64_t)trial_id) & SEED_MASK;
-    r.params = NULL;
     r.model = NULL;
     hpo_log_info("trial %lld assigned to worker w%lld (attempt %d)",
                  (long long)trial_id, (long long)worker_id, r.attempts + 1);
@@ -622,7 +628,8 @@ int hpo_scheduler_report(hpo_scheduler *s, const hpo_trial_report *report,
 }
 
 int hpo_scheduler_worker_lost(hpo_scheduler *s, int64_t worker_id,
-                              const char *reason, char *err, size_t errlen)
+                              const char *reason, bool may_fail,
+                              char *err, size_t errlen)
 {
     int64_t trial_id = hpo_scheduler_worker_trial(s, worker_id);
     if (trial_id < 0)
@@ -636,7 +643,7 @@ int hpo_scheduler_worker_lost(hpo_scheduler *s, int64_t worker_id,
     int result = 0;
     if (found && r.status == HPO_TRIAL_STATE_RUNNING &&
         hpo_scheduler_trial_worker(s, trial_id) == 0) {
-        if (r.attempts >= s->options.max_attempts) {
+        if (may_fail && r.attempts >= s->options.max_attempts) {
             char why[HPO_ERR_MAX];
             snprintf(why, sizeof why, "its worker was lost on each of %d "
                      "attempts, the last time: %s", r.attempts, reason);

@@ -63,7 +63,7 @@ typedef enum {
  * hpo_assignment_clear(). */
 typedef struct {
     int64_t trial_id;
-    cJSON *params;
+    cJSON *params;      /* the active parameter values */
     cJSON *model;
     uint64_t seed;
 } hpo_assignment;
@@ -135,10 +135,13 @@ int hpo_scheduler_report(hpo_scheduler *scheduler,
                          hpo_report_outcome *outcome, int64_t *other_worker,
                          char *err, size_t errlen);
 
-/* Re-queues the trial that a lost worker was running, or fails it when it
- * has used max_attempts. Does nothing for an idle worker. */
+/* Re-queues the trial that a lost worker was running. With may_fail, a
+ * trial that has used max_attempts fails instead, so that a trial that
+ * crashes its workers cannot loop; a worker that only registered again
+ * passes false. Does nothing for an idle worker. */
 int hpo_scheduler_worker_lost(hpo_scheduler *scheduler, int64_t worker_id,
-                              const char *reason, char *err, size_t errlen);
+                              const char *reason, bool may_fail,
+                              char *err, size_t errlen);
 
 /* Ends the study as stopped: running trials are re-queued so that a later
  * hpod --db resumes them. */

@@ -99,6 +99,21 @@ static worker_slot *worker_find_peer(server *srv, const hpo_peer *peer)
     return NULL;
 }
 
+/* Finds a connected worker with this peer, or with the same host, pid and
+ * name as a new registration. */
+static worker_slot *worker_find_same(server *srv, const hpo_peer *peer,
+                                     const hpo_msg_register *reg)
+{
+    worker_slot *w = worker_find_peer(srv, peer);
+    for (size_t i = 0; w == NULL && i < srv->n_workers; i++) {
+        worker_slot *other = &srv->workers[i];
+        if (other->connected && other->pid == reg->pid &&
+            strcmp(other->host, reg->host) == 0 && strcmp(other->name, reg->name) == 0)
+            w = other;
+    }
+    return w;
+}
+
 static worker_slot *worker_add(server *srv)
 {
     /* Reuse the slot of a worker that was lost. */
@@ -222,7 +237,8 @@ static void log_failure(const char *action, const char *err)
 
 /* --- worker messages ---------------------------------------------------- */
 
-static void lose_worker(server *srv, worker_slot *w, const char *reason)
+static void lose_worker(server *srv, worker_slot *w, const char *reason,
+                        bool may_fail)
 {
     char err[HPO_ERR_MAX];
     w->connected = false;
@@ -230,7 +246,7 @@ static void lose_worker(server *srv, worker_slot *w, const char *reason)
                  w->id, w->host, w->pid, reason);
     hpo_storage_event(srv->parts->storage, w->id, 0, "lost", reason, err, sizeof err);
     if (hpo_scheduler_worker_lost(srv->parts->scheduler, w->id, reason,
-                                  err, sizeof err) != 0)
+                                  may_fail, err, sizeof err) != 0)
         log_failure("re-queueing the lost worker's trial", err);
 }
 
@@ -238,11 +254,12 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
 {
     char err[HPO_ERR_MAX];
 
-    /* A peer that registers again (its coordinator vanished, or it was
-     * sent unknown_worker) gives up its old identity and trial. */
-    worker_slot *old = worker_find_peer(srv, peer);
-    if (old != NULL)
-        lose_worker(srv, old, "registered again");
+    /* A worker that registers again (its coordinator vanished, it was sent
+     * unknown_worker, or it opened a new socket) gives up its old identity;
+     * its trial is queued again, to be adopted below when it still runs. */
+    worker_slot *old;
+    while ((old = worker_find_same(srv, peer, reg)) != NULL)
+        lose_worker(srv, old, "registered again", false);
 
     int64_t id = 0;
     if (hpo_storage_worker_add(srv->parts->storage, reg->host, reg->pid,
@@ -326,7 +343,7 @@ static void send_trial(server *srv, worker_slot *w, hpo_assignment *a)
     msg.trial.budget.batch_size = budget->batch_size;
 
     if (send_worker(srv, w, &msg) != 0)
-        lose_worker(srv, w, "the trial could not be sent");
+        lose_worker(srv, w, "the trial could not be sent", true);
 }
 
 static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *ready)
@@ -342,7 +359,7 @@ static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *rea
         hpo_log_warn("worker w%" PRId64 " asked for work while holding trial %"
                      PRId64, w->id, abandoned);
         if (hpo_scheduler_worker_lost(sched, w->id, "its worker asked for a new "
-                                      "trial", err, sizeof err) != 0)
+                                      "trial", false, err, sizeof err) != 0)
             log_failure("re-queueing an abandoned trial", err);
     }
 
@@ -613,7 +630,7 @@ static void check_lost_workers(server *srv)
             char reason[96];
             snprintf(reason, sizeof reason, "no message for %d ms",
                      srv->options->worker_timeout_ms);
-            lose_worker(srv, w, reason);
+            lose_worker(srv, w, reason, true);
         }
     }
 }

@@ -622,6 +622,34 @@ static void test_resume_after_sigterm(void **state)
     resume_after(*state, SIGTERM);
 }
 
+/* A worker process that registers again from a new socket, mid-trial,
+ * keeps its trial: no stop_trial, and its result is stored. */
+static void test_reregister_keeps_trial(void **state)
+{
+    fixture *f = *state;
+    start_hpod(f, "--max-trials", "1", NULL);
+    fake_worker old_socket, new_socket;
+    worker_connect(f, &old_socket);
+    worker_register(&old_socket, "same", -1);
+    int64_t id = worker_next_trial(&old_socket, NULL);
+    assert_int_equal(id, 1);
+
+    worker_connect(f, &new_socket);
+    worker_register(&new_socket, "same", id);
+    assert_string_not_equal(new_socket.id, old_socket.id);
+    worker_result(&new_socket, id, 0.45);
+    assert_int_equal(worker_next_trial(&new_socket, NULL), 0);
+    assert_int_equal(wait_hpod(f, START_MS), 0);
+
+    hpo_trial_record *records = NULL;
+    size_t n = 0;
+    list_trials(f, &records, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(records[0].status, HPO_TRIAL_STATE_OK);
+    assert_true(records[0].objective == 0.45);
+    hpo_trial_records_free(&records, n);
+}
+
 /* A worker that goes silent loses its trial to the next worker. */
 static void test_lost_worker_trial_requeued(void **state)
 {
@@ -752,6 +780,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bad_messages_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_after_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_after_sigterm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reregister_keeps_trial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_worker_trial_requeued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_cap_ends_study, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hpoctl_stop_and_timeout, setup, teardown),
