@@ -86,11 +86,12 @@ void hpoctl_print_best(FILE *out, const cJSON *data)
     fprintf(out, "Metrics:\n");
     print_members(out, cJSON_GetObjectItemCaseSensitive(trial, "metrics"), "  ");
 
-    char worker[64], seconds[64];
-    fprintf(out, "Epochs run: %s, on worker %s, in %s s\n",
+    char worker[64];
+    const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(trial, "seconds");
+    fprintf(out, "Epochs run: %s, on worker %s, in %.1f s\n",
             member_text(trial, "epochs_run", buf, sizeof buf),
             member_text(trial, "worker", worker, sizeof worker),
-            member_text(trial, "seconds", seconds, sizeof seconds));
+            cJSON_IsNumber(seconds) ? seconds->valuedouble : 0.0);
 }
 
 /* Joins a trial's hyperparameters as "name=value name=value". */
