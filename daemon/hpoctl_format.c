@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Formats a scalar JSON value the way a person reads it: integers without
@@ -146,6 +147,17 @@ void hpoctl_print_trials_table(FILE *out, const cJSON *data)
     }
 }
 
+/* Formats a number with the fewest significant digits that read back as
+ * the same double, for CSV output that loses nothing. */
+static void format_exact(double x, char *buf, size_t size)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+}
+
 /* Writes a CSV field, quoted when it contains a comma, quote or line break
  * (RFC 4180). */
 static void csv_field(FILE *out, const char *text, bool first)
@@ -204,8 +216,8 @@ void hpoctl_print_trials_csv(FILE *out, const cJSON *data)
             const cJSON *item = cJSON_GetObjectItemCaseSensitive(trial, columns[i]);
             if (item == NULL || cJSON_IsNull(item))
                 value[0] = '\0';
-            else if (cJSON_IsNumber(item) && i == 2)
-                snprintf(value, sizeof value, "%.17g", item->valuedouble);
+            else if (cJSON_IsNumber(item))
+                format_exact(item->valuedouble, value, sizeof value);
             else
                 format_value(item, value, sizeof value);
             csv_field(out, value, i == 0);
@@ -215,6 +227,8 @@ void hpoctl_print_trials_csv(FILE *out, const cJSON *data)
             const cJSON *item = cJSON_GetObjectItemCaseSensitive(params, name->string);
             if (item == NULL)
                 value[0] = '\0';
+            else if (cJSON_IsNumber(item))
+                format_exact(item->valuedouble, value, sizeof value);
             else
                 format_value(item, value, sizeof value);
             csv_field(out, value, false);
