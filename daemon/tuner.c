@@ -27,7 +27,8 @@
 #define HPO_STR_(x) #x
 #define HPO_STR(x) HPO_STR_(x)
 
-static const hpo_tuner_ops *const tuner_ops[] = {&hpo_tuner_random_ops, NULL};
+static const hpo_tuner_ops *const tuner_ops[] = {
+    &hpo_tuner_random_ops, &hpo_tuner_bayes_ops, NULL};
 
 /* ---- hash set of configuration keys ---- */
 

@@ -53,5 +53,6 @@ struct hpo_tuner {
 };
 
 extern const hpo_tuner_ops hpo_tuner_random_ops;
+extern const hpo_tuner_ops hpo_tuner_bayes_ops;
 
 #endif
