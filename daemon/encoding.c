@@ -445,16 +445,25 @@ void hpo_encoding_perturb(const hpo_encoding *enc, const double *x, double *x_ou
 {
     int movable = 0;
 
+    /* Inactive parameters get random values; they matter only if a move
+     * of an active parameter activates them. */
     memcpy(x_out, x, (size_t)enc->n_columns * sizeof *x_out);
-    for (int i = 0; i < enc->n_params; i++)
-        movable += enc->params[i].n_columns > 0;
+    for (int i = 0; i < enc->n_params; i++) {
+        if (enc->params[i].n_columns == 0)
+            continue;
+        if (hpo_encoding_param_active(enc, x, i))
+            movable++;
+        else
+            perturb_param(enc, i, x_out, rng);
+    }
     if (movable == 0)
         return;
 
     double probability = fmin(1.0, 2.0 / movable);
     bool moved = false;
     for (int i = 0; i < enc->n_params; i++) {
-        if (enc->params[i].n_columns > 0 && gsl_rng_uniform(rng) < probability) {
+        if (enc->params[i].n_columns > 0 && hpo_encoding_param_active(enc, x, i) &&
+            gsl_rng_uniform(rng) < probability) {
             perturb_param(enc, i, x_out, rng);
             moved = true;
         }
@@ -462,7 +471,8 @@ void hpo_encoding_perturb(const hpo_encoding *enc, const double *x, double *x_ou
     if (!moved) {
         int pick = (int)gsl_rng_uniform_int(rng, (unsigned long)movable);
         for (int i = 0; i < enc->n_params; i++) {
-            if (enc->params[i].n_columns > 0 && pick-- == 0) {
+            if (enc->params[i].n_columns > 0 && hpo_encoding_param_active(enc, x, i) &&
+                pick-- == 0) {
                 perturb_param(enc, i, x_out, rng);
                 break;
             }

@@ -92,13 +92,13 @@ int hpo_encoding_project(const hpo_encoding *encoding, const double *x, double *
                          cJSON **values_out, char **key_out, char *err, size_t errlen);
 
 /* Writes to x_out a random neighbour of the valid encoded point x, for
- * the local search of the acquisition: each parameter changes with
- * probability 2 / (number of parameters with columns), at least one
- * always. A continuous or fine-grained column moves by a Gaussian step of
- * standard deviation 0.1 (at least 1.5 grid steps), a coarse ordinal
- * (up to 5 values) or one-hot parameter takes another value at random, and
- * a parameter inactive in x gets a uniform random value, so that it has
- * one if the change activates it. x_out needs hpo_encoding_project()
+ * the local search of the acquisition: each parameter active in x changes
+ * with probability 2 / (number of active parameters with columns), at
+ * least one always. A continuous or fine-grained column moves by a
+ * Gaussian step of standard deviation 0.1 (at least 1.5 grid steps), a
+ * coarse ordinal (up to 5 values) or one-hot parameter takes another value
+ * at random. Inactive parameters get uniform random values, which matter
+ * only if the move activates them. x_out needs hpo_encoding_project()
  * before use. */
 void hpo_encoding_perturb(const hpo_encoding *encoding, const double *x, double *x_out,
                           gsl_rng *rng);
