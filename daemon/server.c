@@ -28,6 +28,16 @@
 /* Delay, in ms, that no_work gives an idle worker before its next ready. */
 #define NO_WORK_RETRY_MS 1000
 
+/* After the study ends, time in ms that hpod keeps answering ready with
+ * study_done before it sends shutdown to the workers that did not ask and
+ * exits: long enough for idle workers to ask again after no_work. */
+#define END_WAIT_MS (3 * NO_WORK_RETRY_MS)
+
+/* Time in ms that hpod keeps its sockets open after its last study_done or
+ * shutdown. Closing at once, even with ZMQ_LINGER set, lost such messages
+ * on their way to workers in the end-to-end tests (libzmq 4.3.4). */
+#define CLOSE_GRACE_MS 500
+
 typedef struct {
     int64_t id;                    /* database id; shown as "w<id>" */
     hpo_peer peer;
@@ -37,6 +47,7 @@ typedef struct {
     int threads;
     int64_t last_seen_ms;
     bool connected;
+    bool done_sent;                /* study_done or shutdown was sent */
 } worker_slot;
 
 typedef struct {
@@ -50,7 +61,9 @@ typedef struct {
     size_t n_workers, workers_capacity;
 
     bool stop_by_client;  /* hpoctl stop arrived */
-    bool end_announced;   /* shutdown was sent to the workers */
+    bool end_announced;   /* the study's end was logged */
+    int64_t end_deadline_ms; /* when idle workers stop being waited for */
+    int64_t close_at_ms;     /* when the loop ends; 0 until decided */
 } server;
 
 static volatile sig_atomic_t stop_signal;
@@ -221,11 +234,12 @@ static void broadcast_shutdown(server *srv, const char *reason)
     hpo_msg_init(&msg, HPO_MSG_SHUTDOWN);
     snprintf(msg.shutdown.reason, sizeof msg.shutdown.reason, "%s", reason);
     for (size_t i = 0; i < srv->n_workers; i++) {
-        if (!srv->workers[i].connected)
+        if (!srv->workers[i].connected || srv->workers[i].done_sent)
             continue;
         hpo_log_info("telling worker w%" PRId64 " to shut down: %s",
                      srv->workers[i].id, reason);
         send_worker(srv, &srv->workers[i], &msg);
+        srv->workers[i].done_sent = true;
     }
 }
 
@@ -382,6 +396,8 @@ static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *rea
         break;
     case HPO_NEXT_DONE:
         hpo_msg_init(&msg, HPO_MSG_STUDY_DONE);
+        w->done_sent = true;
+        hpo_log_info("worker w%" PRId64 " sent study_done", w->id);
         break;
     }
     send_worker(srv, w, &msg);
@@ -635,7 +651,9 @@ static void check_lost_workers(server *srv)
     }
 }
 
-/* Logs the final line of a study and tells the workers to exit. */
+/* Logs the final line of a study. Workers learn of the end from the
+ * study_done answer to their next ready; those that do not ask before
+ * end_deadline_ms are sent shutdown (see loop_should_end()). */
 static void announce_end(server *srv)
 {
     const hpo_scheduler *sched = srv->parts->scheduler;
@@ -652,10 +670,26 @@ static void announce_end(server *srv)
                  hpo_scheduler_state_reason(sched), counted,
                  counts[HPO_TRIAL_STATE_OK], counts[HPO_TRIAL_STATE_FAILED],
                  counts[HPO_TRIAL_STATE_QUEUED]);
-    char reason[HPO_REASON_MAX + 1];
-    snprintf(reason, sizeof reason, "study %s", hpo_study_state_name(hpo_scheduler_state(sched)));
-    broadcast_shutdown(srv, reason);
     srv->end_announced = true;
+    srv->end_deadline_ms = now_ms() + END_WAIT_MS;
+}
+
+/* True when every connected worker was sent study_done or shutdown. */
+static bool all_workers_done(const server *srv)
+{
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        if (srv->workers[i].connected && !srv->workers[i].done_sent)
+            return false;
+    }
+    return true;
+}
+
+static void shutdown_workers(server *srv)
+{
+    char reason[HPO_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "study %s",
+             hpo_study_state_name(hpo_scheduler_state(srv->parts->scheduler)));
+    broadcast_shutdown(srv, reason);
 }
 
 static int write_ready_file(const server *srv, char *err, size_t errlen)
@@ -729,9 +763,25 @@ static bool loop_should_end(server *srv)
     }
     if (hpo_scheduler_state(sched) != HPO_STUDY_RUNNING && !srv->end_announced)
         announce_end(srv);
-    if (srv->stop_by_client)
-        return true;
-    return srv->end_announced && !srv->options->linger;
+    if (srv->close_at_ms > 0)
+        return now_ms() >= srv->close_at_ms;
+    if (srv->stop_by_client) {
+        shutdown_workers(srv);
+        srv->close_at_ms = now_ms() + CLOSE_GRACE_MS;
+        return false;
+    }
+    if (!srv->end_announced || srv->options->linger)
+        return false;
+
+    /* A study that ended waits a moment for idle workers to ask for work
+     * and receive study_done, then sends shutdown to the others. */
+    if (!all_workers_done(srv)) {
+        if (now_ms() < srv->end_deadline_ms)
+            return false;
+        shutdown_workers(srv);
+    }
+    srv->close_at_ms = now_ms() + CLOSE_GRACE_MS;
+    return false;
 }
 
 int hpo_server_run(const hpo_server_options *options,
@@ -770,8 +820,6 @@ int hpo_server_run(const hpo_server_options *options,
         check_lost_workers(&srv);
     }
 
-    if (srv.stop_by_client && !srv.end_announced)
-        announce_end(&srv);
     hpo_log_info("hpod stopping with %d workers connected", connected_count(&srv));
     close_sockets(&srv);
     free(srv.workers);
