@@ -53,7 +53,7 @@ static void print_usage(FILE *out)
         "                        (default: the study file's budget.max_trials)\n"
         "  --seed N              seed of the tuner and the trials (default 1; a\n"
         "                        resumed study keeps its stored seed)\n"
-        "  --tuner NAME          proposal method: random (default random)\n"
+        "  --tuner NAME          proposal method: random or bayes (default random)\n"
         "  --max-failures N      end the study as failed after N trials in a row\n"
         "                        failed on workers (default 3)\n"
         "  --worker-timeout S    seconds of silence after which a worker is lost\n"

@@ -38,6 +38,9 @@
  * on their way to workers in the end-to-end tests (libzmq 4.3.4). */
 #define CLOSE_GRACE_MS 500
 
+/* Minimum time in ms between two unknown_worker replies to one peer. */
+#define UNKNOWN_REPLY_MS 1000
+
 typedef struct {
     int64_t id;                    /* database id; shown as "w<id>" */
     hpo_peer peer;
@@ -59,6 +62,15 @@ typedef struct {
 
     worker_slot *workers;
     size_t n_workers, workers_capacity;
+
+    /* Peers recently sent unknown_worker. A worker whose coordinator
+     * restarted sends several messages with its old id, and each reply
+     * makes it register again; one reply per UNKNOWN_REPLY_MS is enough. */
+    struct {
+        hpo_peer peer;
+        int64_t at_ms;
+    } unknown_replies[8];
+    size_t unknown_next;
 
     bool stop_by_client;  /* hpoctl stop arrived */
     bool end_announced;   /* the study's end was logged */
@@ -322,6 +334,24 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
     }
 }
 
+/* Returns true when peer was sent unknown_worker within UNKNOWN_REPLY_MS;
+ * otherwise records that it is sent one now. */
+static bool unknown_replied_recently(server *srv, const hpo_peer *peer)
+{
+    int64_t now = now_ms();
+    size_t slots = sizeof srv->unknown_replies / sizeof srv->unknown_replies[0];
+    for (size_t i = 0; i < slots; i++) {
+        const hpo_peer *p = &srv->unknown_replies[i].peer;
+        if (p->size == peer->size && memcmp(p->id, peer->id, peer->size) == 0 &&
+            now - srv->unknown_replies[i].at_ms < UNKNOWN_REPLY_MS)
+            return true;
+    }
+    srv->unknown_replies[srv->unknown_next].peer = *peer;
+    srv->unknown_replies[srv->unknown_next].at_ms = now;
+    srv->unknown_next = (srv->unknown_next + 1) % slots;
+    return false;
+}
+
 /* Finds the sender of a message that names a worker id; replies
  * unknown_worker when the id is not registered here. */
 static worker_slot *known_worker(server *srv, const hpo_peer *peer,
@@ -329,6 +359,11 @@ static worker_slot *known_worker(server *srv, const hpo_peer *peer,
 {
     worker_slot *w = worker_find(srv, worker_id_parse(worker_id));
     if (w == NULL) {
+        if (unknown_replied_recently(srv, peer)) {
+            hpo_log_debug("%s from unknown worker %s: unknown_worker sent "
+                          "already", type, worker_id);
+            return NULL;
+        }
         char text[160];
         snprintf(text, sizeof text, "worker id \"%.64s\" is not registered with "
                  "this coordinator; send register", worker_id);
