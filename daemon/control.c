@@ -43,7 +43,7 @@ static cJSON *objective_json(const hpo_study *study)
     return obj;
 }
 
-/* One trial as hpoctl shows it. "hyperparameters" holds the active
+/* One trial as hpoctl shows it. "hyperparameters" contains the active
  * parameters (all values for a trial whose model was never resolved) and
  * "inactive" the names of the others. */
 static cJSON *trial_json(const hpo_trial_record *r)

@@ -503,7 +503,8 @@ static double objective_of(const hpo_scheduler *s, const cJSON *metrics)
     return value->valuedouble;
 }
 
-/* Stores a finished trial, tells the tuner, and applies the failure cap. */
+/* Stores a finished trial, reports it to the tuner, and applies the
+ * failure cap. */
 static int finish_trial(hpo_scheduler *s, const hpo_trial_record *r,
                         const hpo_trial_report *report, char *err, size_t errlen)
 {

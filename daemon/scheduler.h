@@ -54,7 +54,7 @@ const char *hpo_study_state_name(hpo_study_state state);
 
 /* What hpo_scheduler_next() hands to a worker. */
 typedef enum {
-    HPO_NEXT_TRIAL = 0, /* *trial holds the trial to run */
+    HPO_NEXT_TRIAL = 0, /* *trial is the trial to run */
     HPO_NEXT_WAIT,      /* nothing to run now; trials still run elsewhere */
     HPO_NEXT_DONE,      /* the study is no longer running */
 } hpo_next_kind;
@@ -137,7 +137,7 @@ int hpo_scheduler_report(hpo_scheduler *scheduler,
 
 /* Re-queues the trial that a lost worker was running. With may_fail, a
  * trial that has used max_attempts fails instead, so that a trial that
- * crashes its workers cannot loop; a worker that only registered again
+ * crashes its workers cannot loop. A worker that only registered again
  * passes false. Does nothing for an idle worker. */
 int hpo_scheduler_worker_lost(hpo_scheduler *scheduler, int64_t worker_id,
                               const char *reason, bool may_fail,

@@ -21,8 +21,8 @@
  * flood on one socket cannot starve the other. */
 #define DRAIN_BURST 64
 
-/* Maximum zmq_poll wait in ms; bounds how late lost workers and stop requests are
- * noticed. */
+/* Maximum zmq_poll wait in ms, which bounds how late lost workers and stop
+ * requests are noticed. */
 #define POLL_MS 250
 
 /* Delay, in ms, that no_work gives an idle worker before its next ready. */
@@ -280,9 +280,10 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
 {
     char err[HPO_ERR_MAX];
 
-    /* A worker that registers again (its coordinator vanished, it was sent
-     * unknown_worker, or it opened a new socket) gives up its old identity;
-     * its trial is queued again, to be adopted below when it still runs. */
+    /* A worker registers again when its coordinator vanished, when it was
+     * sent unknown_worker or when it opened a new socket. It gives up its
+     * old identity, and its trial is queued again so that the new
+     * registration can adopt it below. */
     worker_slot *old;
     while ((old = worker_find_same(srv, peer, reg)) != NULL)
         lose_worker(srv, old, "registered again", false);

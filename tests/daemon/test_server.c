@@ -439,8 +439,8 @@ static void test_study_runs_to_completion(void **state)
         worker_result(w, id, objective_of(id));
     }
 
-    /* Both workers learn of the end from study_done; hpod exits as soon as
-     * both were told. */
+    /* Both workers learn of the end from study_done, and hpod exits once
+     * both received it. */
     assert_int_equal(worker_next_trial(&a, NULL), 0);
     assert_int_equal(worker_next_trial(&b, NULL), 0);
     assert_int_equal(wait_hpod(f, START_MS), 0);
@@ -584,7 +584,7 @@ static void resume_after(fixture *f, int signum)
     worker_progress(&w, running, 0.3);
     kill_hpod(f, signum);
 
-    /* Not passing --study: the database holds the study. */
+    /* Without --study: the study comes from the database. */
     expect_study_state(f, signum == SIGKILL ? "running" : "stopped");
     start_hpod(f, NULL);
     worker_register(&w, "resume", running);
@@ -738,7 +738,7 @@ static void test_hpoctl_stop_and_timeout(void **state)
     assert_non_null(strstr(out, expected));
 }
 
-/* hpod rejects a database that holds another study. */
+/* hpod rejects a database that contains another study. */
 static void test_other_study_db_rejected(void **state)
 {
     fixture *f = *state;
