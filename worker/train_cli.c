@@ -175,6 +175,7 @@ static int on_epoch(const hpo_epoch_metrics *m, void *user)
         }
         cJSON_AddNumberToObject(root, "seconds", m->seconds);
         cJSON_AddNumberToObject(root, "images_per_second", m->images_per_second);
+        cJSON_AddNumberToObject(root, "data_seconds", m->data_seconds);
         char *text = cJSON_PrintUnformatted(root);
         printf("%s\n", text);
         free(text);

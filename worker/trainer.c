@@ -127,14 +127,18 @@ int hpo_train_run(const hpo_model_spec *spec, const hpo_cifar10 *data,
 
     for (int epoch = 1; epoch <= spec->epochs; epoch++) {
         double epoch_start = now_seconds();
+        double data_seconds = 0.0;
         double loss_sum = 0.0;
         long correct = 0;
 
         /* 2. One pass over the shuffled training set. */
         gsl_ran_shuffle(shuffle_rng, order, (size_t)train->n, sizeof *order);
+        data_seconds += now_seconds() - epoch_start;
         for (int first = 0; first < train->n; first += batch) {
             int n = train->n - first < batch ? train->n - first : batch;
+            double gather_start = now_seconds();
             gather_batch(train, order, first, n, batch_x, batch_labels);
+            data_seconds += now_seconds() - gather_start;
 
             const float *p = hpo_net_forward(net, batch_x, n, true);
             int hits = 0;
@@ -165,6 +169,7 @@ int hpo_train_run(const hpo_model_spec *spec, const hpo_cifar10 *data,
         };
         double train_seconds = now_seconds() - epoch_start;
         m.images_per_second = train->n / train_seconds;
+        m.data_seconds = data_seconds;
         if (data->val.n > 0)
             evaluate(net, &data->val, &m.val_loss, &m.val_accuracy);
         m.seconds = now_seconds() - epoch_start;

@@ -17,6 +17,8 @@ typedef struct {
     double val_loss, val_accuracy;  /* NAN when there is no validation set */
     double seconds;                 /* wall time of the epoch */
     double images_per_second;       /* training images per second */
+    double data_seconds;            /* of the training time, spent shuffling
+                                       and copying images into batches */
 } hpo_epoch_metrics;
 
 /* Called after every epoch. Returning non-zero stops training after this
