@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "hpo/model.h"
+#include "layers.h"
 
 typedef struct {
     int in_h, in_w, in_c;
@@ -50,6 +51,14 @@ typedef struct {
                           const float *b, float *y);
     void (*dense_backward)(int n, int in, int out, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
+
+    /* Pooling as in layers.h. arg holds one int32 per output element; what
+     * max and min pooling store there to route gradients is the backend's
+     * own business, so only the same backend's pool_backward reads it. */
+    void (*pool_forward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *x,
+                         float *y, int32_t *arg);
+    void (*pool_backward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n,
+                          const float *dy, const int32_t *arg, float *dx);
 } hpo_kernels;
 
 extern const hpo_kernels hpo_kernels_reference;

@@ -141,7 +141,8 @@ int hpo_net_create(const hpo_model_spec *spec, const hpo_kernels *kernels, int m
             if (l->y == NULL)
                 goto oom;
         }
-        if (l->spec.kind == HPO_LAYER_MAXPOOL2D || l->spec.kind == HPO_LAYER_MINPOOL2D) {
+        if (l->spec.kind == HPO_LAYER_MAXPOOL2D || l->spec.kind == HPO_LAYER_MINPOOL2D ||
+            l->spec.kind == HPO_LAYER_AVGPOOL2D) {
             l->arg = malloc(values * sizeof *l->arg);
             if (l->arg == NULL)
                 goto oom;
@@ -232,7 +233,7 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            hpo_pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            k->pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             hpo_global_avgpool_forward(n, l->in.h * l->in.w, l->in.c, in, l->y);
@@ -290,7 +291,7 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
             if (dx != NULL)
-                hpo_pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
+                k->pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             if (dx != NULL)

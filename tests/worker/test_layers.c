@@ -474,6 +474,51 @@ static void bf16_needs_dnnl(void **state)
 
 /* ---- Pooling and softmax values ---------------------------------------- */
 
+/* Every backend's pooling equals the shared loops, forward and backward,
+ * for max, min and average pooling with valid and same padding. */
+static void pooling_backends_agree(void **state)
+{
+    enum { N = 3, H = 7, C = 5 };
+    float x[N * H * H * C], dy[N * 16 * C], y[2][N * 16 * C], dx[2][N * H * H * C];
+    int32_t arg[2][N * 16 * C];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof dy / sizeof *dy; i++)
+        dy[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+
+    /* 7x7 -> 3x3 (valid, window 2, stride 2) and 7x7 -> 4x4 (same,
+     * window 3, stride 2, one pixel of padding before). */
+    const hpo_pool_geom geoms[2] = {
+        {.in_h = H, .in_w = H, .c = C, .out_h = 3, .out_w = 3, .size = 2, .stride = 2},
+        {.in_h = H, .in_w = H, .c = C, .out_h = 4, .out_w = 4, .size = 3, .stride = 2,
+         .pad_top = 1, .pad_left = 1},
+    };
+    const hpo_pool_kind kinds[3] = {HPO_POOL_MAX, HPO_POOL_MIN, HPO_POOL_AVG};
+
+    for (int b = 0; hpo_kernels_names[b] != NULL; b++) {
+        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[b]);
+        for (int gi = 0; gi < 2; gi++)
+            for (int ki = 0; ki < 3; ki++) {
+                const hpo_pool_geom *g = &geoms[gi];
+                size_t outs = (size_t)N * g->out_h * g->out_w * C;
+                hpo_pool_forward(kinds[ki], g, N, x, y[0], arg[0]);
+                hpo_pool_backward(kinds[ki], g, N, dy, arg[0], dx[0]);
+                k->pool_forward(kinds[ki], g, N, x, y[1], arg[1]);
+                k->pool_backward(kinds[ki], g, N, dy, arg[1], dx[1]);
+                for (size_t i = 0; i < outs; i++)
+                    if (fabsf(y[0][i] - y[1][i]) > 1e-6f)
+                        fail_msg("%s: pooling kind %d, geometry %d: output %zu is %g, "
+                                 "expected %g", k->name, ki, gi, i, y[1][i], y[0][i]);
+                for (size_t i = 0; i < sizeof dx[0] / sizeof dx[0][0]; i++)
+                    if (fabsf(dx[0][i] - dx[1][i]) > 1e-6f)
+                        fail_msg("%s: pooling kind %d, geometry %d: gradient %zu is %g, "
+                                 "expected %g", k->name, ki, gi, i, dx[1][i], dx[0][i]);
+            }
+    }
+    gsl_rng_free(rng);
+}
+
 static void pooling_values(void **state)
 {
     /* One 4x4 single-channel image, pooled 2x2 with stride 2. */
@@ -526,6 +571,7 @@ int main(void)
 #endif
         cmocka_unit_test(bf16_needs_dnnl),
         cmocka_unit_test(pooling_values),
+        cmocka_unit_test(pooling_backends_agree),
         cmocka_unit_test(softmax_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
