@@ -68,7 +68,7 @@ typedef struct {
 } hpo_search_options;
 
 /* Fills *options with the defaults: 1024 Sobol points, 64 perturbations
- * of each incumbent, 4 local starts, 8 ranked candidates. */
+ * of each incumbent, 3 local starts, 8 ranked candidates. */
 void hpo_search_options_default(hpo_search_options *options);
 
 /* Tells whether a configuration key (hpo_study_config_key()) belongs to a

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_multimin.h>
@@ -22,7 +23,7 @@
 
 /* Local refinement: BFGS iterations, first step, and the stiffness of the
  * quadratic penalty that keeps columns inside [0, 1]. */
-#define REFINE_ITERATIONS 30
+#define REFINE_ITERATIONS 20
 #define REFINE_STEP 0.05
 #define REFINE_LINE_TOLERANCE 0.1
 #define REFINE_GRADIENT_TOLERANCE 1e-6
@@ -31,7 +32,7 @@
 void hpo_search_options_default(hpo_search_options *options)
 {
     *options = (hpo_search_options){
-        .sobol_points = 1024, .perturbations = 64, .local_starts = 4, .ranked = 8,
+        .sobol_points = 1024, .perturbations = 64, .local_starts = 3, .ranked = 8,
     };
 }
 
@@ -49,7 +50,7 @@ void hpo_candidates_free(hpo_candidate *candidates, int n)
 /* A scored point: a projected encoded configuration and its key. */
 typedef struct {
     double *x;     /* points into a shared array, or owned when refined */
-    char *key;     /* owned */
+    char *key;     /* owned; computed only for points that are considered */
     double score;
     bool owned_x;
 } scored_point;
@@ -64,11 +65,19 @@ typedef struct {
     gsl_rng *rng;
 } search_context;
 
+static double elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return 1e3 * (double)(now.tv_sec - start->tv_sec) +
+           1e-6 * (double)(now.tv_nsec - start->tv_nsec);
+}
+
 /* ---- candidate generation ---- */
 
 /* Fills rows [0, count) of x with projected Sobol points of the parameter
- * space (Cranley-Patterson rotated by a random shift), keys included. */
-static int sobol_candidates(const search_context *sc, int count, double *x, char **keys,
+ * space (Cranley-Patterson rotated by a random shift). */
+static int sobol_candidates(const search_context *sc, int count, double *x,
                             char *err, size_t errlen)
 {
     const hpo_study *study = hpo_encoding_study(sc->enc);
@@ -99,12 +108,8 @@ static int sobol_candidates(const search_context *sc, int count, double *x, char
                 u[j] = gsl_rng_uniform(sc->rng);
         }
 
-        cJSON *values = NULL;
-        rc = hpo_study_values_from_unit(study, u, &values, err, errlen);
-        if (rc == 0)
-            rc = hpo_encoding_from_values(sc->enc, values, x + (size_t)i * (size_t)sc->columns,
-                                          &keys[i], err, errlen);
-        cJSON_Delete(values);
+        rc = hpo_encoding_from_unit(sc->enc, u, x + (size_t)i * (size_t)sc->columns,
+                                    err, errlen);
     }
     if (sobol != NULL)
         gsl_qrng_free(sobol);
@@ -115,7 +120,7 @@ static int sobol_candidates(const search_context *sc, int count, double *x, char
 /* Fills rows [0, count) of x with projected perturbations of the
  * incumbents, perturbations per incumbent. */
 static int perturbed_candidates(const search_context *sc, const double *incumbents,
-                                int n_incumbents, int perturbations, double *x, char **keys,
+                                int n_incumbents, int perturbations, double *x,
                                 char *err, size_t errlen)
 {
     size_t columns = (size_t)sc->columns;
@@ -127,7 +132,7 @@ static int perturbed_candidates(const search_context *sc, const double *incumben
         for (int p = 0; p < perturbations; p++) {
             size_t row = (size_t)k * (size_t)perturbations + (size_t)p;
             hpo_encoding_perturb(sc->enc, incumbents + (size_t)k * columns, moved, sc->rng);
-            if (hpo_encoding_project(sc->enc, moved, x + row * columns, NULL, &keys[row],
+            if (hpo_encoding_project(sc->enc, moved, x + row * columns, NULL, NULL,
                                      err, errlen) < 0) {
                 free(moved);
                 return -1;
@@ -378,34 +383,39 @@ int hpo_acquisition_search(const hpo_acquisition *acq, const hpo_gp *gp,
     double *x = malloc((size_t)total * (size_t)sc.columns * sizeof *x);
     double *mean = malloc((size_t)total * sizeof *mean);
     double *variance = malloc((size_t)total * sizeof *variance);
-    char **keys = calloc((size_t)total, sizeof *keys);
-    scored_point *points = malloc((size_t)total * sizeof *points);
+    scored_point *points = calloc((size_t)total, sizeof *points);
     scored_point *chosen = calloc(2 * (size_t)keep, sizeof *chosen);
-    if (x == NULL || mean == NULL || variance == NULL || keys == NULL || points == NULL ||
-        chosen == NULL) {
+    if (x == NULL || mean == NULL || variance == NULL || points == NULL || chosen == NULL) {
         hpo_error(err, errlen, "acquisition: out of memory for %d candidates", total);
         goto cleanup;
     }
 
     /* 1. Candidates, projected to valid configurations. */
-    if (sobol_candidates(&sc, n_sobol, x, keys, err, errlen) < 0 ||
+    struct timespec start;
+    double ms[3];
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (sobol_candidates(&sc, n_sobol, x, err, errlen) < 0 ||
         perturbed_candidates(&sc, incumbents, n_incumbents, options->perturbations,
-                             x + (size_t)n_sobol * (size_t)sc.columns, keys + n_sobol,
-                             err, errlen) < 0)
+                             x + (size_t)n_sobol * (size_t)sc.columns, err, errlen) < 0)
         goto cleanup;
 
+    ms[0] = elapsed_ms(&start);
+
     /* 2. Scores from one batched prediction. */
+    clock_gettime(CLOCK_MONOTONIC, &start);
     if (hpo_gp_predict_batch(gp, x, total, mean, variance, err, errlen) < 0)
         goto cleanup;
     for (int i = 0; i < total; i++)
         points[i] = (scored_point){
-            .x = x + (size_t)i * (size_t)sc.columns, .key = keys[i],
+            .x = x + (size_t)i * (size_t)sc.columns,
             .score = hpo_acquisition_value(acq, mean[i], variance[i], NULL, NULL),
         };
     qsort(points, (size_t)total, sizeof *points, compare_score_desc);
 
     /* 3. The best distinct configurations that no trial has. */
     for (int i = 0; i < total && n_chosen < keep; i++) {
+        if (hpo_encoding_key(enc, points[i].x, &points[i].key, err, errlen) < 0)
+            goto cleanup;
         if (key_taken(chosen, n_chosen, points[i].key) || known(context, points[i].key))
             continue;
         chosen[n_chosen] = points[i];
@@ -417,18 +427,24 @@ int hpo_acquisition_search(const hpo_acquisition *acq, const hpo_gp *gp,
         n_chosen++;
     }
 
+    ms[1] = elapsed_ms(&start);
+
     /* 4. Local refinement along the continuous columns. */
+    clock_gettime(CLOCK_MONOTONIC, &start);
     int starts = n_chosen < options->local_starts ? n_chosen : options->local_starts;
     for (int i = 0; i < starts; i++) {
         if (add_refined(&sc, chosen, &n_chosen, i, err, errlen) < 0)
             goto cleanup;
     }
 
+    ms[2] = elapsed_ms(&start);
+
     qsort(chosen, (size_t)n_chosen, sizeof *chosen, compare_score_desc);
     int n_emit = n_chosen < options->ranked ? n_chosen : options->ranked;
     rc = emit(&sc, chosen, n_emit, out, n_out, err, errlen);
     if (rc == 0)
-        hpo_log_debug("acquisition: %d candidates, %d chosen, best %s %.6g", total, n_emit,
+        hpo_log_debug("acquisition: %d candidates in %.0f ms, scored in %.0f ms, %d refined "
+                      "in %.0f ms; best %s %.6g", total, ms[0], ms[1], starts, ms[2],
                       hpo_acquisition_name(acq->kind), n_emit > 0 ? (*out)[0].score : NAN);
 
 cleanup:
@@ -437,11 +453,10 @@ cleanup:
         if (chosen[i].owned_x)
             free(chosen[i].x);
     }
-    for (int i = 0; keys != NULL && i < total; i++)
-        free(keys[i]);
+    for (int i = 0; points != NULL && i < total; i++)
+        free(points[i].key);
     free(chosen);
     free(points);
-    free(keys);
     free(variance);
     free(mean);
     free(x);

@@ -87,9 +87,21 @@ int hpo_encoding_from_values(const hpo_encoding *encoding, const cJSON *values, 
 /* Projects any point onto the valid encoded configuration nearest to it:
  * decodes x, then encodes the result into x_out (which may be x). key_out
  * and values_out, when not NULL, receive the key and the values; the
- * caller owns both. */
+ * caller owns both. Without conditional parameters and with both NULL,
+ * the projection is numeric and takes about a microsecond. */
 int hpo_encoding_project(const hpo_encoding *encoding, const double *x, double *x_out,
                          cJSON **values_out, char **key_out, char *err, size_t errlen);
+
+/* Encodes the configuration that hpo_study_values_from_unit() maps the
+ * point u of the parameters' unit cube to (one value of u per parameter,
+ * each in [0, 1]). Numeric without conditional parameters. */
+int hpo_encoding_from_unit(const hpo_encoding *encoding, const double *u, double *x,
+                           char *err, size_t errlen);
+
+/* Computes the configuration key (hpo_study_config_key()) of the valid
+ * encoded point x; the caller frees *key_out with free(). */
+int hpo_encoding_key(const hpo_encoding *encoding, const double *x, char **key_out,
+                     char *err, size_t errlen);
 
 /* Writes to x_out a random neighbour of the valid encoded point x, for
  * the local search of the acquisition: each parameter active in x changes

@@ -285,6 +285,68 @@ static void tiny_log_float(void **state)
     free(x);
 }
 
+/* Every parameter type, no conditional parameter: the numeric paths give
+ * the same columns as the paths through parameter values. */
+static void numeric_paths_match(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "{\"budget\": {\"epochs\": 1}, \"space\": {"
+        " \"f\": {\"type\": \"float\", \"min\": 0, \"max\": 0.5},"
+        " \"g\": {\"type\": \"float\", \"min\": 0.001, \"max\": 0.5, \"sampling\": \"log\"},"
+        " \"h\": {\"type\": \"float\", \"min\": 0.1, \"max\": 0.45, \"step\": 0.1},"
+        " \"n\": {\"type\": \"int\", \"min\": 8, \"max\": 64, \"step\": 8},"
+        " \"m\": {\"type\": \"int\", \"min\": 1, \"max\": 300, \"sampling\": \"log\"},"
+        " \"k\": {\"type\": \"choice\", \"values\": [3, 5, 7]},"
+        " \"act\": {\"type\": \"choice\", \"values\": [\"relu\", \"tanh\", \"linear\"]},"
+        " \"b\": {\"type\": \"bool\"}},"
+        " \"model\": {\"layers\": [{\"type\": \"dropout\", \"rate\": \"$f\"},"
+        " {\"type\": \"dropout\", \"rate\": \"$g\"}, {\"type\": \"dropout\", \"rate\": \"$h\"},"
+        " {\"if\": \"$b\", \"layers\": [{\"type\": \"dropout\", \"rate\": 0.1}]},"
+        " {\"type\": \"conv2d\", \"filters\": \"$n\", \"kernel_size\": \"$k\","
+        " \"activation\": \"$act\"}, {\"type\": \"flatten\"},"
+        " {\"type\": \"dense\", \"units\": \"$m\", \"activation\": \"relu\"},"
+        " {\"type\": \"dense\", \"units\": 10, \"activation\": \"softmax\"}]}}";
+    char err[HPO_ERR_MAX] = "";
+    hpo_study *study = NULL;
+    hpo_encoding *enc = NULL;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 5);
+
+    if (hpo_study_parse(text, &study, err, sizeof err) != 0 ||
+        hpo_encoding_create(study, &enc, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(hpo_encoding_activity_groups(enc), 0);
+    int columns = hpo_encoding_columns(enc);
+    assert_int_equal(columns, 10);
+
+    double u[8], fast[10], slow[10], raw[10];
+    for (int trial = 0; trial < 500; trial++) {
+        cJSON *values = NULL;
+        for (int i = 0; i < 8; i++)
+            u[i] = trial == 0 ? 0.0 : trial == 1 ? 1.0 : gsl_rng_uniform(rng);
+        assert_int_equal(hpo_encoding_from_unit(enc, u, fast, err, sizeof err), 0);
+        assert_int_equal(hpo_study_values_from_unit(study, u, &values, err, sizeof err), 0);
+        assert_int_equal(hpo_encoding_from_values(enc, values, slow, NULL, err, sizeof err), 0);
+        assert_memory_equal(fast, slow, sizeof fast);
+        cJSON_Delete(values);
+
+        for (int c = 0; c < columns; c++)
+            raw[c] = 1.2 * gsl_rng_uniform(rng) - 0.1;
+        assert_int_equal(hpo_encoding_project(enc, raw, fast, NULL, NULL, err, sizeof err), 0);
+        assert_int_equal(hpo_encoding_project(enc, raw, slow, &values, NULL, err, sizeof err), 0);
+        assert_memory_equal(fast, slow, sizeof fast);
+        cJSON_Delete(values);
+    }
+
+    u[0] = 1.5;
+    assert_int_equal(hpo_encoding_from_unit(enc, u, fast, err, sizeof err), -1);
+    assert_non_null(strstr(err, "outside [0, 1]"));
+    hpo_encoding_destroy(&enc);
+    hpo_study_destroy(&study);
+    gsl_rng_free(rng);
+}
+
 int main(void)
 {
     gsl_set_error_handler_off();
@@ -298,6 +360,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cifar_perturb, setup_cifar, teardown),
         cmocka_unit_test_setup_teardown(tiny_log_float, setup_tiny, teardown),
         cmocka_unit_test(one_hot_choice),
+        cmocka_unit_test(numeric_paths_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
