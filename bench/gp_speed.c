@@ -3,7 +3,7 @@
  *
  *   gp-speed --data FILE [--restarts R] [--seed S]
  *
- * FILE holds "n d" on its first line, then n rows of d inputs in [0, 1]
+ * FILE contains "n d" on its first line, then n rows of d inputs in [0, 1]
  * and one output. The search space is d floats, so every input column is
  * continuous. The program fits the GP with R random restarts besides the
  * first start, runs the acquisition search (log EI) with the tuner's
@@ -105,10 +105,10 @@ static void pick_incumbents(const double *x, const double *y, int n, int d, doub
     for (int k = 0; k < INCUMBENTS && k < n; k++) {
         int best = -1;
         for (int i = 0; i < n; i++) {
-            bool taken = false;
+            bool picked_before = false;
             for (int p = 0; p < k; p++)
-                taken = taken || picked[p] == i;
-            if (!taken && (best < 0 || y[i] < y[best]))
+                picked_before = picked_before || picked[p] == i;
+            if (!picked_before && (best < 0 || y[i] < y[best]))
                 best = i;
         }
         picked[k] = best;

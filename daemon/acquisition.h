@@ -83,9 +83,9 @@ typedef struct {
 } hpo_candidate;
 
 /* Maximizes the acquisition over the encoded space of enc with the fitted
- * gp: Sobol points of the parameter space and perturbations of the rows of
+ * gp. Sobol points of the parameter space and perturbations of the rows of
  * incumbents (n_incumbents encoded rows, best first) are projected to
- * valid configurations and scored; the best distinct ones are refined
+ * valid configurations and scored. The best distinct ones are then refined
  * along their continuous columns. Returns in *out, best first, up to
  * options->ranked distinct candidates for which known() is false; *n_out
  * is 0 when every candidate was known. The caller frees the list with

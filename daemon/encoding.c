@@ -105,7 +105,7 @@ static void assign_columns(hpo_encoding *enc)
 }
 
 /* Resolves the default configuration and ACTIVITY_PROBES random ones;
- * active[probe * n_params + i] tells whether parameter i was active. */
+ * active[probe * n_params + i] is set when parameter i was active. */
 static int probe_activity(const hpo_encoding *enc, bool *active, char *err, size_t errlen)
 {
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -279,7 +279,9 @@ static long value_index(const hpo_param *p, const param_code *c, const cJSON *va
         }
         return -1;
     case HPO_PARAM_BOOL:
-        return cJSON_IsBool(value) ? (cJSON_IsTrue(value) ? 1 : 0) : -1;
+        if (!cJSON_IsBool(value))
+            return -1;
+        return cJSON_IsTrue(value) ? 1 : 0;
     }
     return -1;
 }

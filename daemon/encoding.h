@@ -5,7 +5,7 @@
  * [0, 1]:
  *   float without a step: one continuous column, linear or logarithmic;
  *   int, float with a step: one column holding the rounded value, linear
- *     or logarithmic, so that the kernel sees only values the parameter can
+ *     or logarithmic, so that the kernel gets only values the parameter can
  *     take (Garrido-Merchan and Hernandez-Lobato, Neurocomputing, 2020,
  *     doi:10.1016/j.neucom.2019.11.004);
  *   ordered choice: one column, the index over (n - 1);
@@ -39,9 +39,9 @@ typedef enum {
 typedef struct hpo_encoding hpo_encoding;
 
 /* Builds the encoding of a study. Conditional parameters are found by
- * resolving the default configuration and 256 random configurations (a
- * fixed seed); a parameter active in all of them gets no activity column.
- * The encoding keeps a pointer to study, which must outlive it, and never
+ * resolving the default configuration and 256 random configurations with a
+ * fixed seed. A parameter active in all of them gets no activity column.
+ * The encoding keeps a pointer to study, which must outlive it. It never
  * changes after creation, so several threads may use it at once. The
  * caller frees *out with hpo_encoding_destroy(). */
 int hpo_encoding_create(const hpo_study *study, hpo_encoding **out, char *err, size_t errlen);

@@ -33,12 +33,12 @@
 
 /* Weak priors, in log space (ln of a lengthscale, of the signal variance
  * and of the noise variance above the floor):
- *   ln l_j ~ N(ln(0.5 sqrt(dim)), 1.5^2): the expected distance between
- *            two points of the unit cube grows like sqrt(dim), and 1.5
- *            allows a factor of 20 either way within 2 standard deviations;
- *   ln s2  ~ N(0, 1.5^2): outputs are standardized, so s2 is near 1;
- *   ln n2  ~ N(ln 1e-3, 2^2): evaluations are nearly deterministic, but
- *            training noise of a few percent stays within 2 deviations. */
+ *   ln l_j ~ N(ln(0.5 sqrt(dim)), 1.5^2), because the expected distance
+ *            between two points of the unit cube grows like sqrt(dim). Two
+ *            standard deviations allow a factor of 20 either way.
+ *   ln s2  ~ N(0, 1.5^2), because standardized outputs put s2 near 1.
+ *   ln n2  ~ N(ln 1e-3, 2^2): evaluations are nearly deterministic, and
+ *            training noise of a few percent is within 2 deviations. */
 #define PRIOR_LENGTHSCALE_SD 1.5
 #define PRIOR_SIGNAL_MEAN 0.0
 #define PRIOR_SIGNAL_SD 1.5
@@ -70,11 +70,11 @@
 #define REFINE_ITERATIONS 20
 
 /* OpenBLAS's thread control, declared here because OpenBLAS's cblas.h
- * conflicts with GSL's gsl_cblas.h; the project links OpenBLAS. Every
+ * conflicts with GSL's gsl_cblas.h (the project links OpenBLAS). Every
  * multithreaded BLAS call pays for waking its workers, and GSL's recursive
- * Cholesky makes many small calls, so kernel matrices of up to
- * SINGLE_THREAD_ROWS rows are fitted on one thread: on 2 cores this halved
- * the fit at 200 rows (bench/gp_speed). */
+ * Cholesky makes many small calls. So kernel matrices of up to
+ * SINGLE_THREAD_ROWS rows are fitted on one thread, which halved the fit
+ * at 200 rows on 2 cores (bench/gp_speed). */
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int num_threads);
 #define SINGLE_THREAD_ROWS 256
@@ -106,7 +106,6 @@ struct hpo_gp {
     double *y;           /* n standardized outputs, owned */
     double y_mean, y_scale;
     double *theta;       /* dim + 2 hyperparameters, owned */
-    bool have_optimum;   /* theta came from an optimization */
     workspace *ws;       /* factorization of the current rows at theta */
     bool factorized;
 };
@@ -153,7 +152,11 @@ static void add_log_prior(int dim, const double *theta, double *value, double *g
             grad[j] -= u / sd;
 
         theta_bounds(dim, j, &lo, &hi);
-        double excess = theta[j] < lo ? theta[j] - lo : theta[j] > hi ? theta[j] - hi : 0.0;
+        double excess = 0.0;
+        if (theta[j] < lo)
+            excess = theta[j] - lo;
+        else if (theta[j] > hi)
+            excess = theta[j] - hi;
         *value -= 0.5 * WALL_STIFFNESS * excess * excess;
         if (grad != NULL)
             grad[j] -= WALL_STIFFNESS * excess;
@@ -446,7 +449,7 @@ static void objective_fdf(const gsl_vector *theta, void *params, double *f, gsl_
 /* Runs BFGS from start; writes the final point and value. A start stops
  * after max_iterations, when the line search makes no progress, or when
  * the objective fell by less than max(BFGS_DECREASE, BFGS_DECREASE_PER_ROW
- * n) nats over the last BFGS_WINDOW iterations: differences that small in
+ * n) nats over the last BFGS_WINDOW iterations. Differences that small in
  * the log posterior of n rows do not change the proposals. */
 static int minimize_from(gsl_multimin_fdfminimizer *s, gsl_multimin_function_fdf *fdf,
                          const gsl_vector *start, int max_iterations, int n,
@@ -614,11 +617,11 @@ static int row_set_pick(hpo_gp *gp, int count, gsl_rng *rng, row_set *rs)
 /* Maximizes the log posterior over theta from 1 + restarts starting
  * points (gp->theta, then draws from the prior) and stores the best point
  * in gp->theta. Each evaluation on n rows costs O(n^3), so large data sets
- * are fitted in two phases (a subset-of-data estimate, Rasmussen and
- * Williams, section 8.3.1): every start runs on SCREEN_ROWS random rows,
- * and the best result is refined for at most REFINE_ITERATIONS iterations
- * on FIT_ROWS random rows, or on all rows when there are fewer. The
- * posterior always conditions on all rows. At 1,000 rows in 16 dimensions
+ * are fitted in two phases, a subset-of-data estimate (Rasmussen and
+ * Williams, section 8.3.1). Every start runs on SCREEN_ROWS random rows.
+ * The best result is then refined for at most REFINE_ITERATIONS
+ * iterations on FIT_ROWS random rows, or on all rows when there are fewer.
+ * The posterior always conditions on all rows. At 1,000 rows in 16 dimensions
  * this costs about 1 s of CPU instead of several, for a log marginal
  * likelihood a few percent below that of a full optimization (see
  * docs/benchmarks.md). */
@@ -665,7 +668,6 @@ static int optimize(hpo_gp *gp, const hpo_gp_fit_options *opt, gsl_rng *rng,
     }
 
     memcpy(gp->theta, gsl_vector_const_ptr(sr.best, 0), (size_t)m * sizeof(double));
-    gp->have_optimum = true;
     hpo_log_debug("gp: %d observations, %d starts on %d rows%s, %d BFGS iterations, "
                   "%ld evaluations", gp->n, opt->restarts + 1, screen.n,
                   refine.n > 0 ? ", refined on more rows" : "", sr.iterations, sr.o.evaluations);

@@ -49,7 +49,7 @@ typedef struct {
                                     optimization saw */
 
     /* Candidates of the last search, best first; valid while the tuner
-     * knows ranked_for trials. */
+     * has ranked_for trials. */
     hpo_candidate *ranked;       /* owned */
     int n_ranked, next_ranked, ranked_for;
     bool have_ranked;
@@ -348,10 +348,11 @@ static int fill_incumbents(hpo_tuner *t, bayes_state *s, hpo_bayes_job *j,
         int best = -1;
         for (int i = 0; i < t->n_trials; i++) {
             double y = oriented(t, &t->trials[i]);
-            bool taken = false;
+            bool picked_before = false;
             for (int p = 0; p < k; p++)
-                taken = taken || picked[p] == i;
-            if (!isnan(y) && !taken && (best < 0 || y < oriented(t, &t->trials[best])))
+                picked_before = picked_before || picked[p] == i;
+            if (!isnan(y) && !picked_before &&
+                (best < 0 || y < oriented(t, &t->trials[best])))
                 best = i;
         }
         if (best < 0)

@@ -1,11 +1,11 @@
 /* The "bayes" tuner: Gaussian-process Bayesian optimization.
  *
- * hpo_tuner_create("bayes", ...) makes one; it works behind the generic
- * interface of hpo/tuner.h. A quasi-random (Sobol) design comes first;
- * then each proposal fits a GP to the finished trials (failed ones at the
- * worst observed objective), conditions it on the pending trials with the
- * kriging believer, and maximizes the acquisition over the search space.
- * docs/tuner.md explains the rules and their reasons.
+ * hpo_tuner_create("bayes", ...) makes one, used through the generic
+ * interface of hpo/tuner.h. A quasi-random (Sobol) design comes first.
+ * Then each proposal fits a GP to the finished trials, with failed ones at
+ * the worst observed objective. The GP is conditioned on the pending trials
+ * with the kriging believer, and the proposal maximizes the acquisition
+ * over the search space. docs/tuner.md explains the rules and reasons.
  *
  * The fit and the search take from milliseconds to about a second (1,000
  * trials), so a coordinator with an event loop can run them on another
@@ -55,8 +55,8 @@ typedef struct hpo_bayes_job hpo_bayes_job;
 
 /* Copies the data of the next GP proposal into *job_out, which the caller
  * frees with hpo_tuner_bayes_finish() or hpo_bayes_job_destroy(). Returns
- * 1, leaving *job_out NULL, when the next proposal needs no model: the
- * design is not complete or no trial has an objective yet; then call
+ * 1 and leaves *job_out NULL when the next proposal needs no model, because
+ * the design is not complete or no trial has an objective yet. Then call
  * hpo_tuner_propose() directly. */
 int hpo_tuner_bayes_prepare(hpo_tuner *tuner, hpo_bayes_job **job_out,
                             char *err, size_t errlen);

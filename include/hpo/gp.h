@@ -59,12 +59,13 @@ int hpo_gp_dim(const hpo_gp *gp);
 /* Number of rows in the model: observations plus fantasies. */
 int hpo_gp_count(const hpo_gp *gp);
 
-/* Fits the GP to n >= 1 observations: X holds n rows of dim values (row
+/* Fits the GP to n >= 1 observations: X contains n rows of dim values (row
  * major), y the n outputs; both are copied. Inputs are meant to lie in
  * [0, 1] and outputs must be finite. rng draws the restarts' starting
  * points and may be NULL when options->restarts is 0 or optimize is false.
- * options NULL means the defaults. Fantasies from an earlier fit are
- * dropped. Returns -1 with a message when an input is invalid, memory runs
+ * options NULL means the defaults. Above 128 observations the
+ * hyperparameter search runs on random subsets of the rows (daemon/gp.c
+ * explains the phases). Fantasies from an earlier fit are dropped. Returns -1 with a message when an input is invalid, memory runs
  * out, or no jitter makes the kernel matrix positive definite. */
 int hpo_gp_fit(hpo_gp *gp, const double *X, const double *y, int n,
                const hpo_gp_fit_options *options, gsl_rng *rng,
