@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-study=examples/tiny-study.json
+study=examples/demo-study.json
 workers=2
 max_trials=
 build=build
