@@ -50,13 +50,53 @@ static bool add_string(cJSON *obj, const char *name, const char *value, size_t s
 
 #define ADD_STRING(obj, name, member) add_string((obj), (name), (member), sizeof(member))
 
-/* Adds a reference to a caller-owned tree, or null when there is none; the
- * reference is not freed with the message document. */
-static bool add_tree(cJSON *obj, const char *name, cJSON *tree)
+/* Copies a caller-owned tree for printing. Numbers become raw text in the
+ * exact format of format_number(), because cJSON's printer would round them
+ * to 15 digits: 0.30000000000000004 would arrive as 0.3, and the largest
+ * double as 1.79769313486232e+308, which reads back as infinity. A
+ * non-finite number becomes null, as cJSON prints it. NULL when out of
+ * memory. */
+static cJSON *copy_tree(const cJSON *item)
+{
+    if (cJSON_IsNumber(item)) {
+        if (!isfinite(item->valuedouble))
+            return cJSON_CreateNull();
+        char text[32];
+        format_number(item->valuedouble, text, sizeof text);
+        return cJSON_CreateRaw(text);
+    }
+    if (!cJSON_IsArray(item) && !cJSON_IsObject(item))
+        return cJSON_Duplicate(item, false);
+
+    cJSON *copy = cJSON_IsArray(item) ? cJSON_CreateArray() : cJSON_CreateObject();
+    const cJSON *child;
+    cJSON_ArrayForEach(child, item) {
+        cJSON *element = copy != NULL ? copy_tree(child) : NULL;
+        bool added = element != NULL &&
+                     (cJSON_IsArray(item) ? cJSON_AddItemToArray(copy, element)
+                                          : cJSON_AddItemToObject(copy, child->string,
+                                                                  element));
+        if (!added) {
+            cJSON_Delete(element);
+            cJSON_Delete(copy);
+            return NULL;
+        }
+    }
+    return copy;
+}
+
+/* Adds a copy of a caller-owned tree (copy_tree()), or null when there is
+ * none. */
+static bool add_tree(cJSON *obj, const char *name, const cJSON *tree)
 {
     if (tree == NULL)
         return cJSON_AddNullToObject(obj, name) != NULL;
-    return cJSON_AddItemReferenceToObject(obj, name, tree) != 0;
+    cJSON *copy = copy_tree(tree);
+    if (copy == NULL || !cJSON_AddItemToObject(obj, name, copy)) {
+        cJSON_Delete(copy);
+        return false;
+    }
+    return true;
 }
 
 static bool add_register(cJSON *obj, const hpo_msg_register *m)
