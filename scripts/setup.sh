@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh           build and test dependencies
 #   scripts/setup.sh --bench   also what bench/ needs (PyTorch for comparisons)
+#   scripts/setup.sh --fuzz    also clang and libFuzzer for scripts/fuzz.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,10 +13,13 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential meson ninja-build pkg-config
   libgsl-dev libzmq3-dev libcjson-dev libopenblas-dev libsqlite3-dev
-  libcmocka-dev libdnnl-dev sqlite3
+  libcmocka-dev libdnnl-dev sqlite3 iproute2
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3 python3-torch python3-numpy python3-sklearn time)
+fi
+if [[ "${1:-}" == "--fuzz" ]]; then
+  packages+=(clang libclang-rt-14-dev libomp-dev)
 fi
 
 missing=()
