@@ -62,6 +62,7 @@
 #define BFGS_WINDOW 3
 #define BFGS_DECREASE 0.01
 #define BFGS_DECREASE_PER_ROW 1e-4
+#define SCREEN_DECREASE 0.1
 
 /* Rows of the two phases of the hyperparameter search, and the BFGS
  * iterations of the second phase (see optimize()). */
@@ -72,9 +73,11 @@
 /* OpenBLAS's thread control, declared here because OpenBLAS's cblas.h
  * conflicts with GSL's gsl_cblas.h (the project links OpenBLAS). Every
  * multithreaded BLAS call pays for waking its workers, and GSL's recursive
- * Cholesky makes many small calls. So kernel matrices of up to
- * SINGLE_THREAD_ROWS rows are fitted on one thread, which halved the fit
- * at 200 rows on 2 cores (bench/gp_speed). */
+ * Cholesky makes many small calls. So work on kernel matrices of up to
+ * SINGLE_THREAD_ROWS rows runs on one thread, which halved the fit at 200
+ * rows on 2 cores (bench/gp_speed). NOTE: the thread count is a global of
+ * OpenBLAS. GPs fitted on several threads at once change it for each other,
+ * which affects their speed but not their results. */
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int num_threads);
 #define SINGLE_THREAD_ROWS 256
@@ -161,6 +164,24 @@ static void add_log_prior(int dim, const double *theta, double *value, double *g
         if (grad != NULL)
             grad[j] -= WALL_STIFFNESS * excess;
     }
+}
+
+/* ---- BLAS threads ---- */
+
+/* Switches OpenBLAS to one thread for work on kernel matrices of up to
+ * SINGLE_THREAD_ROWS rows; returns the thread count to restore. */
+static int blas_threads_for(int rows)
+{
+    int threads = openblas_get_num_threads();
+    if (rows <= SINGLE_THREAD_ROWS && threads != 1)
+        openblas_set_num_threads(1);
+    return threads;
+}
+
+static void blas_threads_restore(int threads)
+{
+    if (openblas_get_num_threads() != threads)
+        openblas_set_num_threads(threads);
 }
 
 /* ---- workspace ---- */
@@ -448,15 +469,13 @@ static void objective_fdf(const gsl_vector *theta, void *params, double *f, gsl_
 
 /* Runs BFGS from start; writes the final point and value. A start stops
  * after max_iterations, when the line search makes no progress, or when
- * the objective fell by less than max(BFGS_DECREASE, BFGS_DECREASE_PER_ROW
- * n) nats over the last BFGS_WINDOW iterations. Differences that small in
- * the log posterior of n rows do not change the proposals. */
+ * the objective fell by less than decrease nats over the last BFGS_WINDOW
+ * iterations. */
 static int minimize_from(gsl_multimin_fdfminimizer *s, gsl_multimin_function_fdf *fdf,
-                         const gsl_vector *start, int max_iterations, int n,
+                         const gsl_vector *start, int max_iterations, double decrease,
                          gsl_vector *best_theta, double *best_value, int *iterations)
 {
     double history[BFGS_WINDOW + 1];
-    double decrease = fmax(BFGS_DECREASE, BFGS_DECREASE_PER_ROW * n);
     int status = gsl_multimin_fdfminimizer_set(s, fdf, start, BFGS_STEP, BFGS_LINE_TOLERANCE);
     if (status != GSL_SUCCESS)
         return -1;
@@ -534,22 +553,28 @@ static int search_init(search *sr, int dim)
 }
 
 /* Minimizes from sr->start over the rows of rs; keeps the result in
- * sr->best when it beats *best_value. */
-static void search_run(search *sr, const row_set *rs, int max_iterations, double *best_value)
+ * sr->best when it beats *best_value. A screening run, which a refinement
+ * on more rows follows, only needs to find the right basin and stops
+ * earlier. Otherwise a run stops when the objective falls by less than
+ * max(BFGS_DECREASE, BFGS_DECREASE_PER_ROW n) nats over BFGS_WINDOW
+ * iterations, because differences that small in the log posterior of n
+ * rows do not change the proposals. */
+static void search_run(search *sr, const row_set *rs, int max_iterations, bool screening,
+                       double *best_value)
 {
+    double decrease = fmax(screening ? SCREEN_DECREASE : BFGS_DECREASE,
+                           BFGS_DECREASE_PER_ROW * rs->n);
     double value;
     int iterations = 0;
-    int threads = openblas_get_num_threads();
+    int threads = blas_threads_for(rs->n);
 
-    if (rs->n <= SINGLE_THREAD_ROWS)
-        openblas_set_num_threads(1);
     sr->o.w = rs->ws;
     sr->o.x = rs->x;
     sr->o.y = rs->y;
     sr->o.cache_valid = false;
-    int rc = minimize_from(sr->minimizer, &sr->fdf, sr->start, max_iterations, rs->n, sr->end,
-                           &value, &iterations);
-    openblas_set_num_threads(threads);
+    int rc = minimize_from(sr->minimizer, &sr->fdf, sr->start, max_iterations, decrease,
+                           sr->end, &value, &iterations);
+    blas_threads_restore(threads);
     if (rc < 0) {
         hpo_log_debug("gp: a hyperparameter search from one start failed");
         return;
@@ -652,14 +677,14 @@ static int optimize(hpo_gp *gp, const hpo_gp_fit_options *opt, gsl_rng *rng,
             }
             gsl_vector_set(sr.start, (size_t)j, v);
         }
-        search_run(&sr, &screen, opt->max_iterations, &best);
+        search_run(&sr, &screen, opt->max_iterations, refine.n > 0, &best);
     }
     if (refine.n > 0 && isfinite(best)) {
         gsl_vector_memcpy(sr.start, sr.best);
         best = INFINITY;
         int iterations = opt->max_iterations < REFINE_ITERATIONS ? opt->max_iterations
                                                                  : REFINE_ITERATIONS;
-        search_run(&sr, &refine, iterations, &best);
+        search_run(&sr, &refine, iterations, false, &best);
     }
     if (!isfinite(best)) {
         hpo_error(err, errlen, "gp: every hyperparameter search failed for %d observations",
@@ -738,7 +763,10 @@ static int refactorize(hpo_gp *gp, char *err, size_t errlen)
             return hpo_error(err, errlen, "gp: out of memory for a %d x %d kernel matrix",
                              gp->n, gp->n);
     }
-    if (condition(gp->ws, gp->x, gp->y, gp->theta, true) < 0)
+    int threads = blas_threads_for(gp->n);
+    int rc = condition(gp->ws, gp->x, gp->y, gp->theta, true);
+    blas_threads_restore(threads);
+    if (rc < 0)
         return hpo_error(err, errlen,
                          "gp: the kernel matrix of %d rows is not positive definite even "
                          "with jitter %g; the inputs or hyperparameters are degenerate",
@@ -978,7 +1006,7 @@ int hpo_gp_predict_batch(const hpo_gp *gp, const double *X, int m, double *mean,
     gsl_matrix *zs = gsl_matrix_alloc(block, dim);
     gsl_matrix *kc = gsl_matrix_alloc(block, n);
     double *zsq = malloc(block * sizeof *zsq);
-    int rc = -1;
+    int rc = -1, threads = blas_threads_for(gp->n);
     if (zs == NULL || kc == NULL || zsq == NULL) {
         hpo_error(err, errlen, "gp: out of memory for %zu x %zu cross-covariances", block, n);
         goto cleanup;
@@ -1026,6 +1054,7 @@ int hpo_gp_predict_batch(const hpo_gp *gp, const double *X, int m, double *mean,
     rc = 0;
 
 cleanup:
+    blas_threads_restore(threads);
     gsl_matrix_free(zs);
     gsl_matrix_free(kc);
     free(zsq);
