@@ -19,6 +19,16 @@
 #define RECONNECT_IVL_MS 100
 #define RECONNECT_IVL_MAX_MS 2000
 
+/* Queue limits in messages, per peer and direction. When a peer's send
+ * queue is full, a send fails (the sends never block). When its receive
+ * queue is full, libzmq stops reading from that connection until the
+ * program catches up. One flooding peer thus holds at most RECV_HWM
+ * frames of up to HPO_MSG_MAX_BYTES in this process, plus the frame being
+ * read and the kernel's socket buffers. A protocol peer has only a few
+ * messages in flight. */
+#define SEND_HWM 1000
+#define RECV_HWM 100
+
 static int set_int(void *sock, int option, int value, const char *name,
                    char *err, size_t errlen)
 {
@@ -44,6 +54,8 @@ static void *socket_create(void *ctx, int kind, char *err, size_t errlen)
         return NULL;
     }
     if (set_int(sock, ZMQ_LINGER, HPO_TRANSPORT_LINGER_MS, "ZMQ_LINGER", err, errlen) ||
+        set_int(sock, ZMQ_SNDHWM, SEND_HWM, "ZMQ_SNDHWM", err, errlen) ||
+        set_int(sock, ZMQ_RCVHWM, RECV_HWM, "ZMQ_RCVHWM", err, errlen) ||
         set_int(sock, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS, "ZMQ_HEARTBEAT_IVL", err, errlen) ||
         set_int(sock, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS, "ZMQ_HEARTBEAT_TIMEOUT",
                 err, errlen)) {
