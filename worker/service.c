@@ -38,6 +38,17 @@
  * connection to the coordinator is not up yet. */
 #define REGISTER_RETRY_MS 200
 
+/* Start of the `shutdown` reason that hpod sends when a signal stops it
+ * while the study still runs (docs/protocol.md). Such a shutdown means
+ * "the coordinator restarts": the worker keeps its trial and its results
+ * and registers with the next coordinator instead of exiting. */
+#define RESTART_REASON "coordinator restarting"
+
+/* Wait after that notice before the first register: longer than the
+ * 500 ms for which the stopping hpod keeps its socket open, so that the
+ * register reaches the next coordinator rather than the stopping one. */
+#define RESTART_WAIT_MS 1000
+
 /* Number of stop requests: the first stops the trial after its epoch, the
  * second makes the service exit without waiting for the epoch to end. */
 static volatile sig_atomic_t stop_requests;
@@ -64,6 +75,10 @@ typedef struct {
     await_kind awaiting;
     double awaiting_since;
     double retry_at;       /* earliest time for the next ready */
+    double register_at;    /* earliest time for the next register while
+                              unregistered and no register is outstanding */
+    double unsent_since;   /* start of a run of registers that could not be
+                              sent for lack of a connection; 0 otherwise */
     double last_heartbeat;
 
     hpo_service_trial *trial;
@@ -118,6 +133,26 @@ static void expect_reply(service *s, await_kind kind, double now)
     s->awaiting_since = now;
 }
 
+/* Replaces the socket to the coordinator with a new one, dropping the
+ * messages that the old one still queues. libzmq reconnects a socket by
+ * itself, but a worker whose coordinator was killed just after it
+ * registered was seen to stay without a connection for more than 30 s
+ * (libzmq 4.3.4, IPC, busy machine); a new socket connects afresh. It also
+ * drops a TCP connection of the socket to itself. */
+static void reopen_socket(service *s, const char *why)
+{
+    char err[HPO_ERR_MAX];
+    hpo_log_info("opening a new connection to %s: %s", s->opt->endpoint, why);
+    int linger = 0;
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    hpo_transport_close(&s->sock);
+    s->sock = hpo_transport_dealer_connect(s->ctx, s->opt->endpoint, true, err, sizeof err);
+    if (s->sock == NULL) {
+        hpo_log_error("reconnecting to %s failed: %s", s->opt->endpoint, err);
+        s->failed = 1;
+    }
+}
+
 static void send_register(service *s, double now)
 {
     hpo_msg msg;
@@ -133,17 +168,27 @@ static void send_register(service *s, double now)
         msg.reg.pending_results[i] = s->pending[i].trial_id;
 
     s->registered = false;
-    expect_reply(s, AWAIT_REGISTERED, now);
 
     /* Until the connection is up, ZMQ_IMMEDIATE makes the send fail; try
-     * again soon instead of after a whole reply timeout. */
+     * again soon instead of after a whole reply timeout. A connection that
+     * stays down for a reply timeout gets a new socket, in case libzmq's
+     * own reconnection is stuck. */
     char err[HPO_ERR_MAX];
     if (hpo_transport_send_msg(s->sock, NULL, &msg, err, sizeof err) != 0) {
         hpo_log_limited("worker-register", 1, HPO_LOG_INFO,
                         "waiting for the coordinator at %s: %s", s->opt->endpoint, err);
-        s->awaiting_since = now - (s->opt->reply_timeout_ms - REGISTER_RETRY_MS) / 1000.0;
+        s->awaiting = AWAIT_NONE;
+        s->register_at = now + REGISTER_RETRY_MS / 1000.0;
+        if (s->unsent_since == 0)
+            s->unsent_since = now;
+        if (now - s->unsent_since >= s->opt->reply_timeout_ms / 1000.0) {
+            reopen_socket(s, "no connection within the reply timeout");
+            s->unsent_since = now;
+        }
         return;
     }
+    s->unsent_since = 0;
+    expect_reply(s, AWAIT_REGISTERED, now);
     hpo_log_info("registering with %s as %s (running trial %lld, %d results pending)",
                  s->opt->endpoint, s->name, (long long)msg.reg.running_trial, s->n_pending);
 }
@@ -249,12 +294,15 @@ static void handle_ack(service *s, int64_t trial_id)
     for (int i = 0; i < s->n_pending; i++) {
         if (s->pending[i].trial_id != trial_id)
             continue;
+        /* The end-to-end tests read this line as "the coordinator has
+         * stored this result". */
+        hpo_log_info("result of trial %lld (%s) acknowledged", (long long)trial_id,
+                     hpo_trial_status_name(s->pending[i].status));
         cJSON_Delete(s->pending[i].metrics);
         memmove(&s->pending[i], &s->pending[i + 1],
                 (size_t)(s->n_pending - i - 1) * sizeof s->pending[0]);
         s->n_pending--;
         s->acked++;
-        hpo_log_info("result of trial %lld acknowledged", (long long)trial_id);
         if (s->n_pending == 0 && s->awaiting == AWAIT_ACK)
             s->awaiting = AWAIT_NONE;
         if (s->opt->max_trials > 0 && s->acked >= s->opt->max_trials)
@@ -277,8 +325,47 @@ static void handle_error(service *s, const hpo_msg_error *e, double now)
     }
 }
 
+/* Handles the notice of a coordinator that a signal stops: the trial
+ * keeps training, results stay pending, and the worker registers with the
+ * next coordinator once it listens. */
+static void await_restart(service *s, const char *reason, double now)
+{
+    hpo_log_info("%s; keeping trial %lld and %d unacknowledged results and "
+                 "registering again when it is back", reason,
+                 s->trial != NULL ? (long long)hpo_service_trial_id(s->trial) : -1LL,
+                 s->n_pending);
+    s->registered = false;
+    s->awaiting = AWAIT_NONE;
+    s->register_at = now + RESTART_WAIT_MS / 1000.0;
+}
+
+/* Returns whether type is one that only workers send. Receiving one means
+ * that the socket reached a worker instead of the coordinator, typically
+ * itself: a TCP connect to a port of the ephemeral range on the same host
+ * can connect to its own source port while nothing listens there. */
+static bool is_worker_message(hpo_msg_type type)
+{
+    return type == HPO_MSG_REGISTER || type == HPO_MSG_READY ||
+           type == HPO_MSG_PROGRESS || type == HPO_MSG_HEARTBEAT ||
+           type == HPO_MSG_RESULT;
+}
+
 static void handle_message(service *s, const hpo_msg *msg, double now)
 {
+    if (is_worker_message(msg->type)) {
+        hpo_log_limited("worker-self-connect", 5, HPO_LOG_WARN,
+                        "received a %s message, which only workers send: the "
+                        "connection to %s reached a worker, probably this one; "
+                        "reconnecting. Give the coordinator a port below the "
+                        "ephemeral range (/proc/sys/net/ipv4/ip_local_port_range)",
+                        hpo_msg_type_name(msg->type), s->opt->endpoint);
+        reopen_socket(s, "the connection did not reach a coordinator");
+        s->registered = false;
+        s->awaiting = AWAIT_NONE;
+        s->register_at = now + REGISTER_RETRY_MS / 1000.0;
+        return;
+    }
+
     switch (msg->type) {
     case HPO_MSG_REGISTERED:
         s->registered = true;
@@ -319,8 +406,11 @@ static void handle_message(service *s, const hpo_msg *msg, double now)
         }
         break;
     case HPO_MSG_SHUTDOWN:
-        begin_exit(s, msg->shutdown.reason[0] ? msg->shutdown.reason
-                                              : "the coordinator sent shutdown");
+        if (strncmp(msg->shutdown.reason, RESTART_REASON, strlen(RESTART_REASON)) == 0)
+            await_restart(s, msg->shutdown.reason, now);
+        else
+            begin_exit(s, msg->shutdown.reason[0] ? msg->shutdown.reason
+                                                  : "the coordinator sent shutdown");
         break;
     case HPO_MSG_ERROR:
         handle_error(s, &msg->error, now);
@@ -395,11 +485,13 @@ static void drive(service *s, double now)
     double reply_timeout = s->opt->reply_timeout_ms / 1000.0;
     bool timed_out = s->awaiting != AWAIT_NONE && now - s->awaiting_since >= reply_timeout;
 
-    if (!s->registered && (s->awaiting != AWAIT_REGISTERED || timed_out)) {
-        send_register(s, now);
-    } else if (s->registered && timed_out) {
-        hpo_log_warn("no reply from %s within %d ms; registering again",
+    if (timed_out) {
+        hpo_log_warn("no reply from %s within %d ms; reconnecting and registering again",
                      s->opt->endpoint, s->opt->reply_timeout_ms);
+        reopen_socket(s, "reply timeout");
+        if (!s->failed)
+            send_register(s, now);
+    } else if (!s->registered && s->awaiting != AWAIT_REGISTERED && now >= s->register_at) {
         send_register(s, now);
     } else if (s->registered && s->awaiting == AWAIT_NONE && s->n_pending > 0) {
         send_pending(s, now);
@@ -586,6 +678,8 @@ static void usage(FILE *out)
           "Connects to an hpod coordinator and trains the trials it hands out.\n"
           "SIGINT or SIGTERM stops the running trial after its current epoch, reports\n"
           "it as interrupted and exits; a second signal exits without waiting.\n"
+          "When hpod restarts, the worker keeps its trial and results and registers\n"
+          "with the next hpod on the same endpoint.\n"
           "\n"
           "  --connect ENDPOINT  coordinator's worker endpoint, tcp://HOST:PORT or\n"
           "                      ipc://PATH\n"
@@ -594,8 +688,8 @@ static void usage(FILE *out)
           "  --threads N         compute threads (default: one per CPU)\n"
           "  --name NAME         worker name in the coordinator's logs and tables\n"
           "                      (default HOST-PID)\n"
-          "  --reply-timeout MS  register again when the coordinator does not reply\n"
-          "                      within MS milliseconds (default 5000)\n"
+          "  --reply-timeout MS  reconnect and register again when the coordinator\n"
+          "                      does not reply within MS milliseconds (default 5000)\n"
           "  --log-level LEVEL   debug, info, warn or error (default info)\n",
           out);
 }

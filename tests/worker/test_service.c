@@ -163,6 +163,16 @@ static void mock_send(mock *m, const hpo_msg *msg)
         fail_msg("mock coordinator: %s", err);
 }
 
+/* Replies registered with worker id w7 to the last sender. */
+static void mock_send_registered(mock *m)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_REGISTERED);
+    snprintf(msg.registered.worker_id, sizeof msg.registered.worker_id, "w7");
+    msg.registered.heartbeat_ms = 100;
+    mock_send(m, &msg);
+}
+
 /* Receives register and replies registered with worker id w7. */
 static void mock_register(mock *m, hpo_msg *reg)
 {
@@ -171,12 +181,17 @@ static void mock_register(mock *m, hpo_msg *reg)
     assert_int_equal(reg->reg.pid, getpid());
     assert_int_equal(reg->reg.threads, 1);
     assert_int_equal(reg->reg.protocol, HPO_PROTO_VERSION);
+    mock_send_registered(m);
+}
 
-    hpo_msg msg;
-    hpo_msg_init(&msg, HPO_MSG_REGISTERED);
-    snprintf(msg.registered.worker_id, sizeof msg.registered.worker_id, "w7");
-    msg.registered.heartbeat_ms = 100;
-    mock_send(m, &msg);
+/* Receives the worker's next message other than a heartbeat or progress. */
+static void mock_recv_after_progress(mock *m, hpo_msg *msg)
+{
+    mock_recv(m, msg);
+    while (msg->type == HPO_MSG_PROGRESS) {
+        hpo_msg_clear(msg);
+        mock_recv(m, msg);
+    }
 }
 
 /* Waits for ready and hands out a trial. */
@@ -293,10 +308,8 @@ static void test_service_stop_and_failure(void **state)
     stop.stop_trial.trial_id = 21;
     mock_send(m, &stop);
 
-    do {
-        hpo_msg_clear(&msg);
-        mock_recv(m, &msg);
-    } while (msg.type == HPO_MSG_PROGRESS);
+    hpo_msg_clear(&msg);
+    mock_recv_after_progress(m, &msg);
     assert_int_equal(msg.type, HPO_MSG_RESULT);
     assert_int_equal(msg.result.trial_id, 21);
     assert_int_equal(msg.result.status, HPO_TRIAL_INTERRUPTED);
@@ -353,11 +366,7 @@ static void test_service_resends_after_restart(void **state)
     assert_int_equal(msg.reg.pending_results[0], 31);
     assert_int_equal(msg.reg.running_trial, -1);
 
-    hpo_msg registered;
-    hpo_msg_init(&registered, HPO_MSG_REGISTERED);
-    snprintf(registered.registered.worker_id, sizeof registered.registered.worker_id, "w7");
-    registered.registered.heartbeat_ms = 100;
-    mock_send(m, &registered);
+    mock_send_registered(m);
 
     mock_expect(m, HPO_MSG_RESULT, &msg);
     assert_int_equal(msg.result.trial_id, 31);
@@ -369,25 +378,99 @@ static void test_service_resends_after_restart(void **state)
     mock_shutdown(m);
 }
 
+static bool same_peer(const hpo_peer *a, const hpo_peer *b)
+{
+    return a->size == b->size && memcmp(a->id, b->id, a->size) == 0;
+}
+
 /* A coordinator that stops replying: the worker registers again after
- * its reply timeout, and heartbeats kept flowing meanwhile. */
+ * its reply timeout, from a new connection, and heartbeats kept flowing
+ * meanwhile. */
 static void test_service_registers_after_timeout(void **state)
 {
     mock *m = *state;
     hpo_msg msg;
     mock_register(m, &msg);
     mock_expect(m, HPO_MSG_READY, &msg);
+    hpo_peer first_peer = m->worker;
 
-    /* No reply to ready: within about reply_timeout_ms a new register. */
+    /* No reply to ready: within about reply_timeout_ms a new register.
+     * The ROUTER gives each connection its own routing id, so a new id
+     * shows that the worker opened a new socket. */
     mock_expect(m, HPO_MSG_REGISTER, &msg);
     assert_true(m->heartbeats >= 3);
     assert_int_equal(m->heartbeat_trial, -1);
+    assert_false(same_peer(&first_peer, &m->worker));
 
-    hpo_msg reply;
-    hpo_msg_init(&reply, HPO_MSG_REGISTERED);
-    snprintf(reply.registered.worker_id, sizeof reply.registered.worker_id, "w7");
-    reply.registered.heartbeat_ms = 100;
-    mock_send(m, &reply);
+    mock_send_registered(m);
+    mock_shutdown(m);
+}
+
+/* The restart notice of a stopping hpod: the worker keeps training, and
+ * when the next coordinator listens it registers with the running trial,
+ * after which the trial's result reaches the new coordinator. */
+static void test_service_restart_notice_keeps_trial(void **state)
+{
+    mock *m = *state;
+    hpo_msg msg;
+    mock_register(m, &msg);
+    mock_give_trial(m, 51, TINY_MODEL, 1000);
+    mock_expect(m, HPO_MSG_PROGRESS, &msg);
+
+    hpo_msg notice;
+    hpo_msg_init(&notice, HPO_MSG_SHUTDOWN);
+    snprintf(notice.shutdown.reason, sizeof notice.shutdown.reason,
+             "coordinator restarting: hpod was stopped by a signal");
+    mock_send(m, &notice);
+    usleep(100 * 1000);
+    mock_unbind(m);
+    usleep(300 * 1000);
+    mock_bind(m);
+
+    /* The worker is still there and still training trial 51. */
+    mock_expect(m, HPO_MSG_REGISTER, &msg);
+    assert_int_equal(msg.reg.running_trial, 51);
+    assert_int_equal(msg.reg.n_pending, 0);
+    mock_send_registered(m);
+
+    mock_expect(m, HPO_MSG_PROGRESS, &msg);
+    assert_int_equal(msg.progress.trial_id, 51);
+    assert_true(msg.progress.epoch >= 2);
+    hpo_msg stop;
+    hpo_msg_init(&stop, HPO_MSG_STOP_TRIAL);
+    stop.stop_trial.trial_id = 51;
+    mock_send(m, &stop);
+    hpo_msg_clear(&msg);
+    mock_recv_after_progress(m, &msg);
+    assert_int_equal(msg.type, HPO_MSG_RESULT);
+    assert_int_equal(msg.result.trial_id, 51);
+    assert_int_equal(msg.result.status, HPO_TRIAL_INTERRUPTED);
+    assert_true(msg.result.epochs_run >= 2);
+    hpo_msg_clear(&msg);
+    mock_ack(m, 51);
+
+    mock_shutdown(m);
+}
+
+/* A message that only workers send reaches the worker, as when its TCP
+ * connection reached itself: it drops that connection and registers again
+ * from a new one. */
+static void test_service_worker_message_reconnects(void **state)
+{
+    mock *m = *state;
+    hpo_msg msg;
+    mock_register(m, &msg);
+    mock_expect(m, HPO_MSG_READY, &msg);
+    hpo_peer first_peer = m->worker;
+
+    hpo_msg echo;
+    hpo_msg_init(&echo, HPO_MSG_READY);
+    snprintf(echo.ready.worker_id, sizeof echo.ready.worker_id, "w7");
+    mock_send(m, &echo);
+
+    mock_expect(m, HPO_MSG_REGISTER, &msg);
+    assert_false(same_peer(&first_peer, &m->worker));
+    mock_send_registered(m);
     mock_shutdown(m);
 }
 
@@ -404,10 +487,8 @@ static void test_service_stop_request_reports_trial(void **state)
 
     hpo_worker_service_request_stop();
 
-    do {
-        hpo_msg_clear(&msg);
-        mock_recv(m, &msg);
-    } while (msg.type == HPO_MSG_PROGRESS);
+    hpo_msg_clear(&msg);
+    mock_recv_after_progress(m, &msg);
     assert_int_equal(msg.type, HPO_MSG_RESULT);
     assert_int_equal(msg.result.trial_id, 41);
     assert_int_equal(msg.result.status, HPO_TRIAL_INTERRUPTED);
@@ -446,6 +527,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_service_stop_and_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_resends_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_registers_after_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_restart_notice_keeps_trial, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_service_worker_message_reconnects, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_service_stop_request_reports_trial, setup,
                                         teardown),
     };
