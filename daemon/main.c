@@ -19,6 +19,10 @@
 #include "server.h"
 #include "storage.h"
 
+/* Defaults of --lost-after and --max-attempts. */
+#define LOST_AFTER_DEFAULT 5
+#define MAX_ATTEMPTS_DEFAULT 3
+
 typedef struct {
     const char *study_path;
     const char *db_path;
@@ -30,7 +34,9 @@ typedef struct {
     bool seed_given;
     uint64_t seed;
     int max_failures;
-    int worker_timeout_s;
+    int max_attempts;
+    int lost_after;          /* missed heartbeats before a worker is lost */
+    int worker_timeout_s;    /* 0: lost_after decides */
     int heartbeat_ms;
     bool linger;
     hpo_log_level log_level;
@@ -56,15 +62,25 @@ static void print_usage(FILE *out)
         "  --tuner NAME          proposal method: random or bayes (default random)\n"
         "  --max-failures N      end the study as failed after N trials in a row\n"
         "                        failed on workers (default 3)\n"
-        "  --worker-timeout S    seconds of silence after which a worker is lost\n"
-        "                        and its trial queued again (default 30)\n"
         "  --heartbeat-ms MS     heartbeat interval sent to workers (default %d)\n"
+        "  --lost-after N        declare a worker lost after N heartbeat intervals\n"
+        "                        without a message from it, and queue its trial\n"
+        "                        again (default %d, at least 2)\n"
+        "  --worker-timeout S    the same limit in seconds instead of heartbeats\n"
+        "  --max-attempts N      times a trial may be handed out; a trial whose\n"
+        "                        worker is lost on its last attempt fails\n"
+        "                        (default %d)\n"
         "  --linger              keep answering hpoctl after the study ended,\n"
         "                        until hpoctl stop or a signal\n"
         "  --ready-file PATH     write the bound endpoints to PATH once listening\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
-        "  --help                show this help\n",
-        HPO_HEARTBEAT_MS_DEFAULT);
+        "  --help                show this help\n"
+        "\n"
+        "SIGINT or SIGTERM stops hpod: it hands out no more trials, queues the\n"
+        "running ones again, tells the workers that it restarts (they keep\n"
+        "training and report to the next hpod started with the same --db) and\n"
+        "exits with status 0.\n",
+        HPO_HEARTBEAT_MS_DEFAULT, LOST_AFTER_DEFAULT, MAX_ATTEMPTS_DEFAULT);
 }
 
 /* Parses a decimal integer in [min, max] for option `name`. */
@@ -85,7 +101,8 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
                          char *err, size_t errlen)
 {
     enum { OPT_MAX_TRIALS = 256, OPT_MAX_FAILURES, OPT_WORKER_TIMEOUT,
-           OPT_HEARTBEAT, OPT_LINGER, OPT_READY_FILE, OPT_LOG_LEVEL };
+           OPT_HEARTBEAT, OPT_LINGER, OPT_READY_FILE, OPT_LOG_LEVEL,
+           OPT_LOST_AFTER, OPT_MAX_ATTEMPTS };
     static const struct option longopts[] = {
         {"study", required_argument, NULL, 's'},
         {"db", required_argument, NULL, 'd'},
@@ -96,6 +113,8 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
         {"max-trials", required_argument, NULL, OPT_MAX_TRIALS},
         {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
         {"worker-timeout", required_argument, NULL, OPT_WORKER_TIMEOUT},
+        {"lost-after", required_argument, NULL, OPT_LOST_AFTER},
+        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
         {"linger", no_argument, NULL, OPT_LINGER},
         {"ready-file", required_argument, NULL, OPT_READY_FILE},
@@ -110,7 +129,8 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
         .tuner = "random",
         .seed = 1,
         .max_failures = 3,
-        .worker_timeout_s = 30,
+        .max_attempts = MAX_ATTEMPTS_DEFAULT,
+        .lost_after = LOST_AFTER_DEFAULT,
         .heartbeat_ms = HPO_HEARTBEAT_MS_DEFAULT,
         .log_level = HPO_LOG_INFO,
     };
@@ -119,6 +139,7 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     opterr = 0;
     int c;
     long long value = 0;
+    bool lost_after_given = false;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 's': o->study_path = optarg; break;
@@ -150,6 +171,17 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
                 return -1;
             o->worker_timeout_s = (int)value;
             break;
+        case OPT_LOST_AFTER:
+            if (parse_int("--lost-after", optarg, 2, 100000, &value, err, errlen) != 0)
+                return -1;
+            o->lost_after = (int)value;
+            lost_after_given = true;
+            break;
+        case OPT_MAX_ATTEMPTS:
+            if (parse_int("--max-attempts", optarg, 1, 1000000, &value, err, errlen) != 0)
+                return -1;
+            o->max_attempts = (int)value;
+            break;
         case OPT_HEARTBEAT:
             if (parse_int("--heartbeat-ms", optarg, 100, 3600000, &value, err, errlen) != 0)
                 return -1;
@@ -171,9 +203,18 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     if (o->db_path == NULL)
         return hpo_error(err, errlen, "--db is missing; give the SQLite file that "
                          "holds (or will hold) the study");
-    if ((int64_t)o->worker_timeout_s * 1000 < 2 * (int64_t)o->heartbeat_ms)
+    if (o->worker_timeout_s > 0 && lost_after_given)
+        return hpo_error(err, errlen, "--worker-timeout and --lost-after set the "
+                         "same limit; give only one of them");
+    if (o->worker_timeout_s > 0 &&
+        (int64_t)o->worker_timeout_s * 1000 < 2 * (int64_t)o->heartbeat_ms)
         return hpo_error(err, errlen, "--worker-timeout %d s is shorter than two "
                          "heartbeats of %d ms; raise it", o->worker_timeout_s,
+                         o->heartbeat_ms);
+    if (o->worker_timeout_s == 0 &&
+        (int64_t)o->lost_after * o->heartbeat_ms > 86400 * 1000)
+        return hpo_error(err, errlen, "--lost-after %d heartbeats of %d ms is "
+                         "longer than a day; lower it", o->lost_after,
                          o->heartbeat_ms);
     return 0;
 }
@@ -343,12 +384,18 @@ int main(int argc, char **argv)
         hpo_tuner_create(o.tuner, study, o.seed, &tuner, err, sizeof err) != 0)
         goto fail;
 
+    /* A worker that kept training while hpod was down reclaims its trial
+     * when it notices the new hpod, at its next heartbeat or a second after
+     * the restart notice. Trials are held for it as long as a silent worker
+     * would count as alive. */
+    int worker_timeout_ms = o.worker_timeout_s > 0 ? o.worker_timeout_s * 1000
+                                                   : o.lost_after * o.heartbeat_ms;
     hpo_scheduler_options sched_options = {
         .max_trials = o.max_trials,
         .max_consecutive_failures = o.max_failures,
         .max_consecutive_unbuildable = 1000,
-        .max_attempts = 3,
-        .reclaim_ms = 3 * o.heartbeat_ms,
+        .max_attempts = o.max_attempts,
+        .reclaim_ms = worker_timeout_ms,
         .seed = o.seed,
     };
     if (hpo_scheduler_create(study, tuner, storage, &sched_options, &scheduler,
@@ -357,13 +404,15 @@ int main(int argc, char **argv)
 
     install_signal_handlers();
     hpo_log_info("hpod starting: study %s, tuner %s, max trials %d, seed %" PRIu64
-                 ", database %s", hpo_study_name(study), hpo_tuner_name(tuner),
-                 o.max_trials, o.seed, o.db_path);
+                 ", database %s, heartbeat %d ms, workers lost after %d ms, "
+                 "%d attempts per trial", hpo_study_name(study),
+                 hpo_tuner_name(tuner), o.max_trials, o.seed, o.db_path,
+                 o.heartbeat_ms, worker_timeout_ms, o.max_attempts);
     hpo_server_options server_options = {
         .workers_endpoint = o.workers_endpoint,
         .control_endpoint = o.control_endpoint,
         .heartbeat_ms = o.heartbeat_ms,
-        .worker_timeout_ms = o.worker_timeout_s * 1000,
+        .worker_timeout_ms = worker_timeout_ms,
         .linger = o.linger,
         .ready_file = o.ready_file,
     };

@@ -646,8 +646,9 @@ int hpo_scheduler_worker_lost(hpo_scheduler *s, int64_t worker_id,
         hpo_scheduler_trial_worker(s, trial_id) == 0) {
         if (may_fail && r.attempts >= s->options.max_attempts) {
             char why[HPO_ERR_MAX];
-            snprintf(why, sizeof why, "its worker was lost on each of %d "
-                     "attempts, the last time: %s", r.attempts, reason);
+            snprintf(why, sizeof why, "its worker was lost on attempt %d, "
+                     "the last of %d allowed: %s", r.attempts,
+                     s->options.max_attempts, reason);
             hpo_trial_report report = {
                 .trial_id = trial_id, .worker_id = worker_id,
                 .outcome = HPO_OUTCOME_FAILED, .error = why,

@@ -41,6 +41,11 @@
 /* Minimum time in ms between two unknown_worker replies to one peer. */
 #define UNKNOWN_REPLY_MS 1000
 
+/* Start of the `shutdown` reason sent when a signal stops hpod while the
+ * study runs. hpo-worker recognizes it (worker/service.c) and, instead of
+ * exiting, keeps its trial and results for the next hpod. */
+#define RESTART_REASON "coordinator restarting"
+
 typedef struct {
     int64_t id;                    /* database id; shown as "w<id>" */
     hpo_peer peer;
@@ -73,6 +78,9 @@ typedef struct {
     size_t unknown_next;
 
     bool stop_by_client;  /* hpoctl stop arrived */
+    bool stop_by_signal;  /* SIGINT or SIGTERM arrived */
+    bool restarting;      /* a signal stopped the running study: workers were
+                             told to wait for the next hpod */
     bool end_announced;   /* the study's end was logged */
     int64_t end_deadline_ms; /* when idle workers stop being waited for */
     int64_t close_at_ms;     /* when the loop ends; 0 until decided */
@@ -276,9 +284,29 @@ static void lose_worker(server *srv, worker_slot *w, const char *reason,
         log_failure("re-queueing the lost worker's trial", err);
 }
 
+/* Sends the restart notice (a shutdown whose reason starts with
+ * RESTART_REASON) to one peer. */
+static void send_restart_notice(server *srv, const hpo_peer *peer)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_SHUTDOWN);
+    snprintf(msg.shutdown.reason, sizeof msg.shutdown.reason, "%s: hpod was "
+             "stopped by a signal; the study resumes when hpod starts again "
+             "on the same database", RESTART_REASON);
+    char who[64];
+    send_to(srv->workers_sock, peer, &msg, hpo_peer_format(peer, who, sizeof who));
+}
+
 static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_register *reg)
 {
     char err[HPO_ERR_MAX];
+
+    if (srv->restarting) {
+        hpo_log_info("register from %s (pid %" PRId64 ") answered with the "
+                     "restart notice: hpod is stopping", reg->host, reg->pid);
+        send_restart_notice(srv, peer);
+        return;
+    }
 
     /* A worker registers again when its coordinator vanished, when it was
      * sent unknown_worker or when it opened a new socket. It gives up its
@@ -402,6 +430,15 @@ static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *rea
     worker_slot *w = known_worker(srv, peer, ready->worker_id, "ready");
     if (w == NULL)
         return;
+    if (srv->restarting) {
+        /* study_done would make the worker exit; the study goes on with
+         * the next hpod. */
+        hpo_msg msg;
+        hpo_msg_init(&msg, HPO_MSG_NO_WORK);
+        msg.no_work.retry_ms = NO_WORK_RETRY_MS;
+        send_worker(srv, w, &msg);
+        return;
+    }
 
     hpo_scheduler *sched = srv->parts->scheduler;
     int64_t abandoned = hpo_scheduler_worker_trial(sched, w->id);
@@ -445,6 +482,13 @@ static void on_progress(server *srv, const hpo_peer *peer, const hpo_msg_progres
     worker_slot *w = known_worker(srv, peer, p->worker_id, "progress");
     if (w == NULL)
         return;
+    if (srv->restarting) {
+        /* The trial was queued again for the next hpod, which the worker
+         * will ask to keep it; stop_trial here would throw its work away. */
+        hpo_log_debug("progress of trial %" PRId64 " not stored: hpod is "
+                      "stopping", p->trial_id);
+        return;
+    }
 
     hpo_scheduler *sched = srv->parts->scheduler;
     if (hpo_scheduler_trial_worker(sched, p->trial_id) != w->id) {
@@ -679,9 +723,11 @@ static void check_lost_workers(server *srv)
     for (size_t i = 0; i < srv->n_workers; i++) {
         worker_slot *w = &srv->workers[i];
         if (w->connected && now - w->last_seen_ms > srv->options->worker_timeout_ms) {
-            char reason[96];
-            snprintf(reason, sizeof reason, "no message for %d ms",
-                     srv->options->worker_timeout_ms);
+            char reason[128];
+            snprintf(reason, sizeof reason, "no message for %d ms (%d heartbeat "
+                     "intervals of %d ms)", srv->options->worker_timeout_ms,
+                     srv->options->worker_timeout_ms / srv->options->heartbeat_ms,
+                     srv->options->heartbeat_ms);
             lose_worker(srv, w, reason, true);
         }
     }
@@ -783,19 +829,49 @@ static void close_sockets(server *srv)
     srv->ctx = NULL;
 }
 
-/* Decides whether the loop ends now. */
-static bool loop_should_end(server *srv)
+/* Stops on SIGINT or SIGTERM. No trial is handed out any more, running
+ * trials are queued again, and every write is committed before this
+ * returns. The workers of a running study receive the restart notice, so
+ * they keep training and deliver their results to the next hpod; those of
+ * a study that had ended receive a plain shutdown. The loop then answers
+ * for CLOSE_GRACE_MS more, storing results that are already on their way. */
+static void stop_on_signal(server *srv)
 {
     char err[HPO_ERR_MAX];
     hpo_scheduler *sched = srv->parts->scheduler;
+    srv->stop_by_signal = true;
+    srv->close_at_ms = now_ms() + CLOSE_GRACE_MS;
+    if (hpo_scheduler_state(sched) != HPO_STUDY_RUNNING) {
+        hpo_log_info("stop signal received; the study had ended, so the "
+                     "workers are told to shut down");
+        shutdown_workers(srv);
+        return;
+    }
 
-    if (stop_signal) {
-        hpo_log_info("stop signal received; running trials are queued again "
-                     "and workers are left to reconnect to the next hpod");
-        if (hpo_scheduler_state(sched) == HPO_STUDY_RUNNING &&
-            hpo_scheduler_stop(sched, "stopped by a signal", err, sizeof err) != 0)
-            log_failure("stopping the study", err);
-        return true;
+    int running = hpo_scheduler_running_count(sched);
+    srv->restarting = true;
+    if (hpo_scheduler_stop(sched, "stopped by a signal", err, sizeof err) != 0)
+        log_failure("stopping the study", err);
+    hpo_log_info("stop signal received: %d running trials queued again; "
+                 "workers keep them and wait for the next hpod", running);
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        worker_slot *w = &srv->workers[i];
+        if (!w->connected || w->done_sent)
+            continue;
+        hpo_log_info("telling worker w%" PRId64 " that the coordinator restarts", w->id);
+        send_restart_notice(srv, &w->peer);
+        w->done_sent = true;
+    }
+}
+
+/* Decides whether the loop ends now. */
+static bool loop_should_end(server *srv)
+{
+    hpo_scheduler *sched = srv->parts->scheduler;
+
+    if (stop_signal && !srv->stop_by_signal) {
+        stop_on_signal(srv);
+        return false;
     }
     if (hpo_scheduler_state(sched) != HPO_STUDY_RUNNING && !srv->end_announced)
         announce_end(srv);

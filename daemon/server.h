@@ -17,7 +17,9 @@ typedef struct {
     const char *workers_endpoint;  /* e.g. tcp://\*:5555 */
     const char *control_endpoint;  /* e.g. tcp://127.0.0.1:5556 */
     int heartbeat_ms;              /* interval sent to workers */
-    int worker_timeout_ms;         /* silence after which a worker is lost */
+    int worker_timeout_ms;         /* silence after which a worker is lost;
+                                      hpod sets it to a number of
+                                      heartbeat intervals */
     bool linger;                   /* keep answering queries after the end */
     const char *ready_file;        /* NULL, or a file that receives the bound
                                       endpoints once both sockets listen */
@@ -38,9 +40,12 @@ typedef struct {
 int hpo_server_run(const hpo_server_options *options,
                    const hpo_server_parts *parts, char *err, size_t errlen);
 
-/* Asks the loop to stop: running trials are queued again so that a later
- * hpod --db resumes them, and workers are left to reconnect to the next
- * hpod. Async-signal-safe, for SIGINT and SIGTERM handlers. */
+/* Asks the loop to stop: no trial is handed out any more, running trials
+ * are queued again so that a later hpod --db resumes them, and the workers
+ * of a running study receive the restart notice, so that they keep their
+ * trials and results for the next hpod. The loop ends about
+ * half a second later. Async-signal-safe, for SIGINT and SIGTERM
+ * handlers. */
 void hpo_server_request_stop(void);
 
 #endif

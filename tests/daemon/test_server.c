@@ -277,6 +277,59 @@ static void worker_register(fake_worker *w, const char *name, int64_t running_tr
     hpo_msg_clear(&reply);
 }
 
+/* Receives the shutdown that a stopping hpod sends to the workers of a
+ * running study, whose reason tells hpo-worker to wait for the next hpod. */
+static void worker_expect_restart_notice(fake_worker *w)
+{
+    hpo_msg msg;
+    worker_expect(w, HPO_MSG_SHUTDOWN, &msg);
+    if (strncmp(msg.shutdown.reason, "coordinator restarting", 22) != 0)
+        fail_msg("shutdown reason \"%s\" is not the restart notice",
+                 msg.shutdown.reason);
+    hpo_msg_clear(&msg);
+}
+
+static void worker_heartbeat(fake_worker *w, int64_t trial_id)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
+    snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", w->id);
+    msg.heartbeat.trial_id = trial_id;
+    worker_send(w, &msg);
+}
+
+/* Sends ready every 100 ms until the answer is a trial and returns its id;
+ * 0 for study_done or shutdown. Meanwhile `alive` (may be NULL) sends
+ * heartbeats so that hpod does not declare it lost. */
+static int64_t worker_poll_trial(fake_worker *w, fake_worker *alive, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        hpo_msg msg, reply;
+        hpo_msg_init(&msg, HPO_MSG_READY);
+        snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", w->id);
+        worker_send(w, &msg);
+        if (alive != NULL)
+            worker_heartbeat(alive, -1);
+
+        char err[HPO_ERR_MAX];
+        if (hpo_transport_recv_msg(w->sock, NULL, REPLY_MS, &reply, NULL, err,
+                                   sizeof err) != HPO_RECV_OK)
+            fail_msg("no answer to ready: %s", err);
+        hpo_msg_type type = reply.type;
+        int64_t id = type == HPO_MSG_TRIAL ? reply.trial.trial_id : 0;
+        hpo_msg_clear(&reply);
+        if (type == HPO_MSG_TRIAL || type == HPO_MSG_STUDY_DONE ||
+            type == HPO_MSG_SHUTDOWN)
+            return id;
+        if (type != HPO_MSG_NO_WORK)
+            fail_msg("unexpected answer %s to ready", hpo_msg_type_name(type));
+        sleep_ms(100);
+    }
+    fail_msg("no trial within %d ms", timeout_ms);
+    return -1;
+}
+
 /* Sends ready until the answer is a trial (returns its id), study_done or
  * shutdown (returns 0). no_work answers are retried. */
 static int64_t worker_next_trial(fake_worker *w, cJSON **params_out)
@@ -583,6 +636,8 @@ static void resume_after(fixture *f, int signum)
     assert_int_equal(running, 2);
     worker_progress(&w, running, 0.3);
     kill_hpod(f, signum);
+    if (signum == SIGTERM)
+        worker_expect_restart_notice(&w);
 
     /* Without --study: the study comes from the database. */
     expect_study_state(f, signum == SIGKILL ? "running" : "stopped");
@@ -648,11 +703,12 @@ static void test_reregister_keeps_trial(void **state)
     hpo_trial_records_free(&records, n);
 }
 
-/* A worker that goes silent loses its trial to the next worker. */
+/* A worker that sends nothing for --lost-after heartbeat intervals is
+ * declared lost, not earlier, and its trial goes to the next worker. */
 static void test_lost_worker_trial_requeued(void **state)
 {
     fixture *f = *state;
-    start_hpod(f, "--max-trials", "1", "--worker-timeout", "1",
+    start_hpod(f, "--max-trials", "1", "--lost-after", "5",
                "--heartbeat-ms", "200", NULL);
     fake_worker silent, live;
     worker_connect(f, &silent);
@@ -661,24 +717,16 @@ static void test_lost_worker_trial_requeued(void **state)
     worker_register(&live, "live", -1);
 
     int64_t id = worker_next_trial(&silent, NULL);
+    int64_t silent_since = now_ms();
     assert_int_equal(id, 1);
-    /* The only trial is running, so the live worker waits... */
-    hpo_msg msg, reply;
-    hpo_msg_init(&msg, HPO_MSG_READY);
-    snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", live.id);
-    worker_send(&live, &msg);
-    worker_expect(&live, HPO_MSG_NO_WORK, &reply);
-    hpo_msg_clear(&reply);
 
-    /* ...until the silent worker is declared lost, after about 1 s, while
-     * the live one keeps sending heartbeats. */
-    for (int i = 0; i < 8; i++) {
-        hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
-        snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", live.id);
-        worker_send(&live, &msg);
-        sleep_ms(200);
-    }
-    assert_int_equal(worker_next_trial(&live, NULL), 1);
+    /* The only trial runs, so the live worker gets no_work until the
+     * silent one has missed 5 heartbeats of 200 ms. */
+    assert_int_equal(worker_poll_trial(&live, NULL, REPLY_MS), 1);
+    int64_t waited = now_ms() - silent_since;
+    assert_true(waited >= 1000);
+    /* Loss is checked every 250 ms; the rest is slack for a busy machine. */
+    assert_true(waited < 4000);
     worker_result(&live, 1, 0.4);
     assert_int_equal(worker_next_trial(&live, NULL), 0);
     assert_int_equal(wait_hpod(f, START_MS), 0);
@@ -688,6 +736,128 @@ static void test_lost_worker_trial_requeued(void **state)
     list_trials(f, &records, &n);
     assert_int_equal(n, 1);
     assert_int_equal(records[0].attempts, 2);
+    assert_int_equal(records[0].status, HPO_TRIAL_STATE_OK);
+    assert_true(records[0].objective == 0.4);
+    hpo_trial_records_free(&records, n);
+}
+
+/* A trial whose worker is lost on its last allowed attempt fails with the
+ * reason; it counts, so the one-trial study is complete. */
+static void test_max_attempts_fails_trial(void **state)
+{
+    fixture *f = *state;
+    start_hpod(f, "--max-trials", "1", "--lost-after", "3",
+               "--heartbeat-ms", "200", "--max-attempts", "2", NULL);
+    fake_worker first, second, watcher;
+    worker_connect(f, &first);
+    worker_connect(f, &second);
+    worker_connect(f, &watcher);
+    worker_register(&first, "first", -1);
+    worker_register(&second, "second", -1);
+    worker_register(&watcher, "watcher", -1);
+
+    assert_int_equal(worker_next_trial(&first, NULL), 1);
+    /* The first worker falls silent: the second gets attempt 2... */
+    assert_int_equal(worker_poll_trial(&second, &watcher, REPLY_MS), 1);
+    /* ...and falls silent too; the trial fails and the study ends. */
+    assert_int_equal(worker_poll_trial(&watcher, NULL, REPLY_MS), 0);
+    assert_int_equal(wait_hpod(f, START_MS), 0);
+    expect_study_state(f, "complete");
+
+    hpo_trial_record *records = NULL;
+    size_t n = 0;
+    list_trials(f, &records, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(records[0].status, HPO_TRIAL_STATE_FAILED);
+    assert_int_equal(records[0].attempts, 2);
+    assert_non_null(records[0].error);
+    assert_non_null(strstr(records[0].error, "lost on attempt 2, the last of 2 allowed"));
+    assert_non_null(strstr(records[0].error, "3 heartbeat intervals"));
+    hpo_trial_records_free(&records, n);
+}
+
+/* A worker declared lost sends its result after the trial went to another
+ * worker: the late result is stored once, the other worker is told to
+ * stop, and its own result is acknowledged as a duplicate. */
+static void test_late_result_of_lost_worker(void **state)
+{
+    fixture *f = *state;
+    start_hpod(f, "--max-trials", "1", "--lost-after", "3",
+               "--heartbeat-ms", "200", NULL);
+    fake_worker late, next;
+    worker_connect(f, &late);
+    worker_connect(f, &next);
+    worker_register(&late, "late", -1);
+    worker_register(&next, "next", -1);
+    assert_int_equal(worker_next_trial(&late, NULL), 1);
+    assert_int_equal(worker_poll_trial(&next, NULL, REPLY_MS), 1);
+
+    /* The lost worker is unknown now; it registers again, as hpo-worker
+     * does, listing the result it holds, and sends it. */
+    hpo_msg msg, reply;
+    hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
+    snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", late.id);
+    msg.heartbeat.trial_id = -1;
+    worker_send(&late, &msg);
+    worker_expect(&late, HPO_MSG_ERROR, &reply);
+    assert_int_equal(reply.error.code, HPO_PROTO_UNKNOWN_WORKER);
+    hpo_msg_clear(&reply);
+    char old_id[HPO_NAME_MAX + 1];
+    snprintf(old_id, sizeof old_id, "%s", late.id);
+    worker_register(&late, "late", -1);
+    assert_string_not_equal(late.id, old_id);
+    worker_result(&late, 1, 0.61);
+
+    worker_expect(&next, HPO_MSG_STOP_TRIAL, &reply);
+    assert_int_equal(reply.stop_trial.trial_id, 1);
+    hpo_msg_clear(&reply);
+    worker_result(&next, 1, 0.3);
+    assert_int_equal(worker_next_trial(&next, NULL), 0);
+    assert_int_equal(worker_next_trial(&late, NULL), 0);
+    assert_int_equal(wait_hpod(f, START_MS), 0);
+
+    hpo_trial_record *records = NULL;
+    size_t n = 0;
+    list_trials(f, &records, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(records[0].status, HPO_TRIAL_STATE_OK);
+    assert_true(records[0].objective == 0.61);
+    assert_int_equal(records[0].attempts, 2);
+    hpo_trial_records_free(&records, n);
+    expect_study_state(f, "complete");
+}
+
+/* SIGTERM: every worker of the running study receives the restart notice,
+ * the running trial is queued again, and hpod exits 0. */
+static void test_sigterm_tells_workers(void **state)
+{
+    fixture *f = *state;
+    start_hpod(f, "--max-trials", "4", NULL);
+    fake_worker busy, idle;
+    worker_connect(f, &busy);
+    worker_connect(f, &idle);
+    worker_register(&busy, "busy", -1);
+    worker_register(&idle, "idle", -1);
+    int64_t id = worker_next_trial(&busy, NULL);
+    assert_int_equal(id, 1);
+    worker_progress(&busy, id, 0.2);
+    /* A round trip after the progress, so that hpod has handled it. */
+    worker_heartbeat(&idle, -1);
+    assert_int_equal(worker_next_trial(&idle, NULL), 2);
+
+    kill_hpod(f, SIGTERM);
+    worker_expect_restart_notice(&busy);
+    worker_expect_restart_notice(&idle);
+    expect_study_state(f, "stopped");
+
+    hpo_trial_record *records = NULL;
+    size_t n = 0;
+    list_trials(f, &records, &n);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(records[i].status, HPO_TRIAL_STATE_QUEUED);
+        assert_int_equal(records[i].attempts, 1);
+    }
     hpo_trial_records_free(&records, n);
 }
 
@@ -780,6 +950,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_resume_after_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reregister_keeps_trial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_worker_trial_requeued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_attempts_fails_trial, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_result_of_lost_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_tells_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_cap_ends_study, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hpoctl_stop_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_study_db_rejected, setup, teardown),
