@@ -225,7 +225,7 @@ def make_optimizer(torch, model, training):
 
 def load_images(torch, data_dir, count, offset, generator):
     """Return (images NCHW in [0, 1], labels) of `count` records."""
-    if data_dir is None:
+    if data_dir is None or count == 0:
         images = torch.rand((count, 3, 32, 32), generator=generator)
         labels = torch.randint(0, 10, (count,), generator=generator)
         return images, labels
