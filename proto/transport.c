@@ -68,11 +68,19 @@ static void *socket_create(void *ctx, int kind, char *err, size_t errlen)
 void *hpo_transport_router_bind(void *ctx, const char *endpoint,
                                 char *err, size_t errlen)
 {
+    return hpo_transport_router_bind_curve(ctx, endpoint, NULL, err, errlen);
+}
+
+void *hpo_transport_router_bind_curve(void *ctx, const char *endpoint,
+                                      const hpo_curve_settings *curve,
+                                      char *err, size_t errlen)
+{
     void *sock = socket_create(ctx, ZMQ_ROUTER, err, errlen);
     if (sock == NULL)
         return NULL;
 
-    if (set_int(sock, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err, errlen) != 0) {
+    if (set_int(sock, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err, errlen) != 0 ||
+        (curve != NULL && hpo_curve_settings_apply(sock, curve, err, errlen) != 0)) {
         zmq_close(sock);
         return NULL;
     }
@@ -88,6 +96,13 @@ void *hpo_transport_router_bind(void *ctx, const char *endpoint,
 void *hpo_transport_dealer_connect(void *ctx, const char *endpoint, bool immediate,
                                    char *err, size_t errlen)
 {
+    return hpo_transport_dealer_connect_curve(ctx, endpoint, immediate, NULL, err, errlen);
+}
+
+void *hpo_transport_dealer_connect_curve(void *ctx, const char *endpoint, bool immediate,
+                                         const hpo_curve_settings *curve,
+                                         char *err, size_t errlen)
+{
     void *sock = socket_create(ctx, ZMQ_DEALER, err, errlen);
     if (sock == NULL)
         return NULL;
@@ -95,7 +110,8 @@ void *hpo_transport_dealer_connect(void *ctx, const char *endpoint, bool immedia
     if (set_int(sock, ZMQ_RECONNECT_IVL, RECONNECT_IVL_MS, "ZMQ_RECONNECT_IVL", err, errlen) ||
         set_int(sock, ZMQ_RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS, "ZMQ_RECONNECT_IVL_MAX",
                 err, errlen) ||
-        set_int(sock, ZMQ_IMMEDIATE, immediate ? 1 : 0, "ZMQ_IMMEDIATE", err, errlen)) {
+        set_int(sock, ZMQ_IMMEDIATE, immediate ? 1 : 0, "ZMQ_IMMEDIATE", err, errlen) ||
+        (curve != NULL && hpo_curve_settings_apply(sock, curve, err, errlen) != 0)) {
         zmq_close(sock);
         return NULL;
     }
@@ -242,6 +258,7 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
 
     /* 1. On a ROUTER socket the first frame is the sender's routing id. */
     if (peer != NULL) {
+        peer->user_id[0] = '\0';
         size_t size = zmq_msg_size(&frame);
         peer->size = size < sizeof peer->id ? size : sizeof peer->id;
         memcpy(peer->id, zmq_msg_data(&frame), peer->size);
@@ -269,6 +286,12 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
         return envelope_invalid(sock, status, err, errlen, "more than one body frame");
     }
 
+    /* The ROUTER makes the routing id frame itself; the body frame carries
+     * the connection's metadata, the ZAP User-Id included. */
+    const char *user_id = peer != NULL ? zmq_msg_gets(&frame, "User-Id") : NULL;
+    if (user_id != NULL)
+        snprintf(peer->user_id, sizeof peer->user_id, "%s", user_id);
+
     /* 3. The body. */
     hpo_proto_status st = hpo_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame),
                                          msg, err, errlen);
@@ -278,22 +301,61 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
     return st == HPO_PROTO_OK ? HPO_RECV_OK : HPO_RECV_INVALID;
 }
 
+/* Waits up to timeout_ms for the answer on a client socket. With a
+ * monitor, waits in short steps and returns HPO_RECV_AGAIN early once a
+ * handshake has failed, because libzmq retries a failed handshake without
+ * end. */
+static hpo_recv_result recv_watching(void *sock, hpo_curve_monitor *monitor,
+                                     int timeout_ms, hpo_msg *reply,
+                                     char *err, size_t errlen)
+{
+    if (monitor == NULL)
+        return hpo_transport_recv_msg(sock, NULL, timeout_ms, reply, NULL, err, errlen);
+    for (int waited = 0; waited < timeout_ms;) {
+        int step = timeout_ms - waited < 100 ? timeout_ms - waited : 100;
+        hpo_recv_result result = hpo_transport_recv_msg(sock, NULL, step, reply, NULL,
+                                                        err, errlen);
+        if (result != HPO_RECV_AGAIN || hpo_curve_monitor_poll(monitor, false) > 0)
+            return result;
+        waited += step;
+    }
+    return HPO_RECV_AGAIN;
+}
+
 hpo_recv_result hpo_transport_request(void *ctx, const char *endpoint,
                                       const hpo_msg *request, int timeout_ms,
                                       hpo_msg *reply, char *err, size_t errlen)
 {
+    return hpo_transport_request_curve(ctx, endpoint, NULL, request, timeout_ms,
+                                       reply, err, errlen);
+}
+
+hpo_recv_result hpo_transport_request_curve(void *ctx, const char *endpoint,
+                                            const hpo_curve_settings *curve,
+                                            const hpo_msg *request, int timeout_ms,
+                                            hpo_msg *reply, char *err, size_t errlen)
+{
     memset(reply, 0, sizeof *reply);
-    void *sock = hpo_transport_dealer_connect(ctx, endpoint, false, err, errlen);
+    void *sock = hpo_transport_dealer_connect_curve(ctx, endpoint, false, curve,
+                                                    err, errlen);
     if (sock == NULL)
         return HPO_RECV_FAILED;
+    /* Without the monitor a rejected handshake looks like a timeout. */
+    hpo_curve_monitor *monitor = hpo_curve_monitor_start(ctx, sock, endpoint, err, errlen);
 
     hpo_recv_result result = HPO_RECV_FAILED;
-    if (hpo_transport_send_msg(sock, NULL, request, err, errlen) == 0) {
-        result = hpo_transport_recv_msg(sock, NULL, timeout_ms, reply, NULL, err, errlen);
-        if (result == HPO_RECV_AGAIN)
+    if (monitor != NULL && hpo_transport_send_msg(sock, NULL, request, err, errlen) == 0) {
+        result = recv_watching(sock, monitor, timeout_ms, reply, err, errlen);
+        if (result == HPO_RECV_AGAIN && hpo_curve_monitor_poll(monitor, false) > 0) {
+            result = HPO_RECV_FAILED;
+            hpo_error(err, errlen, "no answer from %s: %s", endpoint,
+                      hpo_curve_monitor_last_failure(monitor));
+        } else if (result == HPO_RECV_AGAIN) {
             hpo_error(err, errlen, "no answer from %s within %d ms; check that hpod "
                       "is running and listens there", endpoint, timeout_ms);
+        }
     }
+    hpo_curve_monitor_stop(&monitor);
 
     /* Drop an unsent request instead of waiting for a peer that is not there. */
     int linger = 0;

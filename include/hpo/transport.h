@@ -26,16 +26,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hpo/curve.h"
 #include "hpo/protocol.h"
 
 /* Milliseconds a closed socket keeps trying to deliver queued messages. */
 #define HPO_TRANSPORT_LINGER_MS 1000
+
+/* Longest ZAP User-Id kept from a message; hpod's are role names. */
+#define HPO_PEER_USER_ID_MAX 31
 
 /* Routing id that a ROUTER socket puts before each peer's messages; libzmq
  * ids are at most 255 bytes. */
 typedef struct {
     unsigned char id[255];
     size_t size;
+    /* The "User-Id" that the ZAP handler gave the connection a received
+     * message came on: the key's role (docs/security.md) on a CURVE
+     * socket, "" on a socket without CURVE. Not part of the identity:
+     * sends and comparisons use id and size only. */
+    char user_id[HPO_PEER_USER_ID_MAX + 1];
 } hpo_peer;
 
 /* Outcome of a receive. */
@@ -63,6 +72,16 @@ void *hpo_transport_router_bind(void *ctx, const char *endpoint,
  * with a message. */
 void *hpo_transport_dealer_connect(void *ctx, const char *endpoint, bool immediate,
                                    char *err, size_t errlen);
+
+/* As hpo_transport_router_bind() and hpo_transport_dealer_connect(), with
+ * CURVE when curve is not NULL: the settings are applied before the bind
+ * or connect (see hpo/curve.h). NULL gives a plain socket. */
+void *hpo_transport_router_bind_curve(void *ctx, const char *endpoint,
+                                      const hpo_curve_settings *curve,
+                                      char *err, size_t errlen);
+void *hpo_transport_dealer_connect_curve(void *ctx, const char *endpoint, bool immediate,
+                                         const hpo_curve_settings *curve,
+                                         char *err, size_t errlen);
 
 /* Closes *sock (accepts NULL) and sets it to NULL. */
 void hpo_transport_close(void **sock);
@@ -99,6 +118,16 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
 hpo_recv_result hpo_transport_request(void *ctx, const char *endpoint,
                                       const hpo_msg *request, int timeout_ms,
                                       hpo_msg *reply, char *err, size_t errlen);
+
+/* As hpo_transport_request(), over CURVE when curve is not NULL. Both
+ * watch the handshake: when it fails (key rejected, wrong server key,
+ * CURVE on one side only), they return HPO_RECV_FAILED as soon as the
+ * failure is seen, with err saying why, instead of waiting out the
+ * timeout. */
+hpo_recv_result hpo_transport_request_curve(void *ctx, const char *endpoint,
+                                            const hpo_curve_settings *curve,
+                                            const hpo_msg *request, int timeout_ms,
+                                            hpo_msg *reply, char *err, size_t errlen);
 
 /* Formats a routing id for logs: printable ids as they are, others in hex.
  * Returns buf. */
