@@ -10,6 +10,8 @@
 
 #include <gsl/gsl_errno.h>
 
+#include "hpo/auth.h"
+#include "hpo/endpoint.h"
 #include "hpo/error.h"
 #include "hpo/log.h"
 #include "hpo/protocol.h"
@@ -39,6 +41,9 @@ typedef struct {
     int worker_timeout_s;    /* 0: lost_after decides */
     int heartbeat_ms;
     bool linger;
+    const char *curve_secret_path;     /* NULL: no CURVE */
+    const char *authorized_keys_path;  /* with curve_secret_path */
+    bool insecure;           /* allow endpoints beyond this host without CURVE */
     hpo_log_level log_level;
 } hpod_options;
 
@@ -74,6 +79,12 @@ static void print_usage(FILE *out)
         "                        until hpoctl stop or a signal\n"
         "  --ready-file PATH     write the bound endpoints to PATH once listening\n"
         "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+        "  --curve-secret FILE   hpod's CURVE key pair (hpoctl keygen); turns on\n"
+        "                        encryption and authentication on both endpoints\n"
+        "  --authorized-keys FILE  public keys admitted with CURVE, one per line\n"
+        "                        with a role: worker, read or admin\n"
+        "  --insecure            listen on an address reachable from other hosts\n"
+        "                        without CURVE, admitting every peer\n"
         "  --help                show this help\n"
         "\n"
         "SIGINT or SIGTERM stops hpod: it hands out no more trials, queues the\n"
@@ -103,7 +114,11 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     enum { OPT_MAX_TRIALS = 256, OPT_MAX_FAILURES, OPT_WORKER_TIMEOUT,
            OPT_HEARTBEAT, OPT_LINGER, OPT_READY_FILE, OPT_LOG_LEVEL,
            OPT_LOST_AFTER, OPT_MAX_ATTEMPTS };
+    enum { OPT_CURVE_SECRET = 512, OPT_AUTHORIZED_KEYS, OPT_INSECURE };
     static const struct option longopts[] = {
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"authorized-keys", required_argument, NULL, OPT_AUTHORIZED_KEYS},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {"study", required_argument, NULL, 's'},
         {"db", required_argument, NULL, 'd'},
         {"workers", required_argument, NULL, 'w'},
@@ -149,6 +164,9 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
         case 't': o->tuner = optarg; break;
         case OPT_LINGER: o->linger = true; break;
         case OPT_READY_FILE: o->ready_file = optarg; break;
+        case OPT_CURVE_SECRET: o->curve_secret_path = optarg; break;
+        case OPT_AUTHORIZED_KEYS: o->authorized_keys_path = optarg; break;
+        case OPT_INSECURE: o->insecure = true; break;
         case 'h': *help = true; return 0;
         case 'S':
             if (parse_int("--seed", optarg, 0, HPO_PROTO_INT_MAX, &value, err, errlen) != 0)
@@ -339,6 +357,58 @@ done:
     return result;
 }
 
+/* Refuses an endpoint that other hosts can reach while CURVE is off,
+ * unless --insecure is given. */
+static int check_exposure(const hpod_options *o, char *err, size_t errlen)
+{
+    if ((o->curve_secret_path == NULL) != (o->authorized_keys_path == NULL))
+        return hpo_error(err, errlen, "%s is missing; CURVE needs both "
+                         "--curve-secret FILE and --authorized-keys FILE",
+                         o->curve_secret_path == NULL ? "--curve-secret"
+                                                      : "--authorized-keys");
+    if (o->curve_secret_path != NULL || o->insecure)
+        return 0;
+
+    const char *names[] = {"--workers", "--control"};
+    const char *endpoints[] = {o->workers_endpoint, o->control_endpoint};
+    for (int i = 0; i < 2; i++) {
+        if (!hpo_endpoint_is_local(endpoints[i]))
+            return hpo_error(err, errlen, "%s %s is reachable from other hosts, "
+                             "and CURVE is off, so any peer could take trials, "
+                             "send results or stop the study; give "
+                             "--curve-secret FILE and --authorized-keys FILE "
+                             "(docs/security.md), bind a loopback address such "
+                             "as tcp://127.0.0.1:PORT, or pass --insecure",
+                             names[i], endpoints[i]);
+    }
+    return 0;
+}
+
+/* Loads hpod's key pair and the authorized keys when CURVE is on, and warns
+ * about each endpoint that --insecure leaves open. */
+static int load_security(const hpod_options *o, hpo_curve_keypair *key,
+                         hpo_authorized_keys **keys, char *err, size_t errlen)
+{
+    if (o->curve_secret_path == NULL) {
+        const char *endpoints[] = {o->workers_endpoint, o->control_endpoint};
+        for (int i = 0; i < 2; i++) {
+            if (!hpo_endpoint_is_local(endpoints[i]))
+                hpo_log_warn("listening on %s without CURVE (--insecure): every "
+                             "host that reaches it is admitted", endpoints[i]);
+        }
+        return 0;
+    }
+    if (o->insecure)
+        hpo_log_warn("--insecure has no effect: CURVE is on");
+    if (hpo_curve_keypair_load(o->curve_secret_path, key, err, errlen) != 0 ||
+        hpo_authorized_keys_load(o->authorized_keys_path, keys, err, errlen) != 0)
+        return -1;
+    if (hpo_authorized_keys_count(*keys) == 0)
+        hpo_log_warn("%s lists no keys: every worker and client is rejected",
+                     o->authorized_keys_path);
+    return 0;
+}
+
 static void on_stop_signal(int signum)
 {
     (void)signum;
@@ -371,6 +441,10 @@ int main(int argc, char **argv)
         print_usage(stdout);
         return 0;
     }
+    if (check_exposure(&o, err, sizeof err) != 0) {
+        fprintf(stderr, "hpod: %s\n", err);
+        return 2;
+    }
     hpo_log_init("hpod", o.log_level);
 
     hpo_storage *storage = NULL;
@@ -378,7 +452,11 @@ int main(int argc, char **argv)
     hpo_tuner *tuner = NULL;
     hpo_scheduler *scheduler = NULL;
     int status = 1;
+    hpo_curve_keypair server_key = {{0}, {0}};
+    hpo_authorized_keys *authorized_keys = NULL;
 
+    if (load_security(&o, &server_key, &authorized_keys, err, sizeof err) != 0)
+        goto fail;
     if (hpo_storage_open(o.db_path, true, &storage, err, sizeof err) != 0 ||
         load_study(&o, storage, &study, err, sizeof err) != 0 ||
         hpo_tuner_create(o.tuner, study, o.seed, &tuner, err, sizeof err) != 0)
@@ -415,6 +493,8 @@ int main(int argc, char **argv)
         .worker_timeout_ms = worker_timeout_ms,
         .linger = o.linger,
         .ready_file = o.ready_file,
+        .curve = o.curve_secret_path != NULL ? &server_key : NULL,
+        .authorized_keys = authorized_keys,
     };
     hpo_server_parts parts = {study, tuner, storage, scheduler};
     if (hpo_server_run(&server_options, &parts, err, sizeof err) != 0)
@@ -434,5 +514,7 @@ cleanup:
     hpo_tuner_destroy(&tuner);
     hpo_study_destroy(&study);
     hpo_storage_close(&storage);
+    hpo_authorized_keys_destroy(&authorized_keys);
+    hpo_curve_keypair_clear(&server_key);
     return status;
 }

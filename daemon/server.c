@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "control.h"
+#include "hpo/auth.h"
 #include "hpo/error.h"
 #include "hpo/log.h"
 #include "hpo/protocol.h"
@@ -64,6 +65,9 @@ typedef struct {
     void *ctx;
     void *workers_sock;
     void *control_sock;
+    hpo_zap_handler *zap;          /* with CURVE: admits clients by key */
+    hpo_curve_monitor *workers_monitor, *control_monitor; /* with CURVE:
+                                      log rejected handshakes */
 
     worker_slot *workers;
     size_t n_workers, workers_capacity;
@@ -625,8 +629,28 @@ static void on_stop_query(server *srv, const hpo_peer *peer)
     hpo_msg_clear(&reply);
 }
 
+/* With CURVE, commands that change the study need a key with the admin
+ * role; the ZAP handler put the role into each message's User-Id. Without
+ * CURVE the control endpoint is local or --insecure, and all may. */
+static bool command_allowed(server *srv, const hpo_peer *peer, hpo_query_command command)
+{
+    if (srv->options->curve == NULL || command != HPO_QUERY_STOP ||
+        strcmp(peer->user_id, hpo_auth_role_name(HPO_ROLE_ADMIN)) == 0)
+        return true;
+
+    char text[160];
+    snprintf(text, sizeof text, "%s changes the study and needs a key with the "
+             "admin role; this client's key has the role \"%s\"",
+             hpo_query_command_name(command), peer->user_id);
+    hpo_log_limited("control_denied", 5, HPO_LOG_WARN, "query rejected: %s", text);
+    send_error(srv->control_sock, peer, HPO_PROTO_PERMISSION_DENIED, text);
+    return false;
+}
+
 static void on_query(server *srv, const hpo_peer *peer, const hpo_msg_query *query)
 {
+    if (!command_allowed(srv, peer, query->command))
+        return;
     if (query->command == HPO_QUERY_STOP) {
         on_stop_query(srv, peer);
         return;
@@ -801,29 +825,63 @@ static int write_ready_file(const server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* Binds a ROUTER socket, as a CURVE server in ZAP domain `domain` when
+ * CURVE is on, and watches its handshakes. */
+static void *bind_endpoint(server *srv, const char *endpoint, const char *domain,
+                           hpo_curve_monitor **monitor, char *err, size_t errlen)
+{
+    if (srv->options->curve == NULL)
+        return hpo_transport_router_bind(srv->ctx, endpoint, err, errlen);
+
+    hpo_curve_settings curve = {.server = true, .own = *srv->options->curve,
+                                .zap_domain = domain};
+    void *sock = hpo_transport_router_bind_curve(srv->ctx, endpoint, &curve, err, errlen);
+    hpo_curve_keypair_clear(&curve.own);
+    if (sock == NULL)
+        return NULL;
+    char label[300];
+    snprintf(label, sizeof label, "%s endpoint", domain);
+    *monitor = hpo_curve_monitor_start(srv->ctx, sock, label, err, errlen);
+    if (*monitor == NULL)
+        hpo_transport_close(&sock);
+    return sock;
+}
+
 static int open_sockets(server *srv, char *err, size_t errlen)
 {
     srv->ctx = zmq_ctx_new();
     if (srv->ctx == NULL)
         return hpo_error(err, errlen, "creating the ZeroMQ context failed: %s",
                          zmq_strerror(errno));
-    srv->workers_sock = hpo_transport_router_bind(srv->ctx,
-                                                  srv->options->workers_endpoint,
-                                                  err, errlen);
+    /* The ZAP handler must be bound before the sockets it guards. */
+    if (srv->options->curve != NULL &&
+        hpo_zap_handler_start(srv->ctx, srv->options->authorized_keys, &srv->zap,
+                              err, errlen) != 0)
+        return -1;
+    srv->workers_sock = bind_endpoint(srv, srv->options->workers_endpoint,
+                                      HPO_ZAP_DOMAIN_WORKERS, &srv->workers_monitor,
+                                      err, errlen);
     if (srv->workers_sock == NULL)
         return -1;
-    srv->control_sock = hpo_transport_router_bind(srv->ctx,
-                                                  srv->options->control_endpoint,
-                                                  err, errlen);
+    srv->control_sock = bind_endpoint(srv, srv->options->control_endpoint,
+                                      HPO_ZAP_DOMAIN_CONTROL, &srv->control_monitor,
+                                      err, errlen);
     if (srv->control_sock == NULL)
         return -1;
+    if (srv->options->curve != NULL)
+        hpo_log_info("CURVE on both endpoints: server public key %s, %zu authorized "
+                     "keys", srv->options->curve->public_key,
+                     hpo_authorized_keys_count(srv->options->authorized_keys));
     return write_ready_file(srv, err, errlen);
 }
 
 static void close_sockets(server *srv)
 {
+    hpo_curve_monitor_stop(&srv->workers_monitor);
+    hpo_curve_monitor_stop(&srv->control_monitor);
     hpo_transport_close(&srv->workers_sock);
     hpo_transport_close(&srv->control_sock);
+    hpo_zap_handler_stop(&srv->zap);
     if (srv->ctx != NULL)
         zmq_ctx_term(srv->ctx);
     srv->ctx = NULL;
@@ -930,6 +988,8 @@ int hpo_server_run(const hpo_server_options *options,
             break;
         }
         check_lost_workers(&srv);
+        hpo_curve_monitor_poll(srv.workers_monitor, true);
+        hpo_curve_monitor_poll(srv.control_monitor, true);
     }
 
     hpo_log_info("hpod stopping with %d workers connected", connected_count(&srv));

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hpo/auth.h"
 #include "hpo/study.h"
 #include "hpo/tuner.h"
 #include "scheduler.h"
@@ -23,6 +24,10 @@ typedef struct {
     bool linger;                   /* keep answering queries after the end */
     const char *ready_file;        /* NULL, or a file that receives the bound
                                       endpoints once both sockets listen */
+    const hpo_curve_keypair *curve; /* hpod's key pair, which turns CURVE on
+                                      for both endpoints; NULL: no CURVE */
+    const hpo_authorized_keys *authorized_keys; /* clients admitted over
+                                      CURVE; required with curve */
 } hpo_server_options;
 
 /* Everything the loop works on; all borrowed. */

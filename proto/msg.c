@@ -38,6 +38,7 @@ static const char *const status_names[HPO_PROTO_STATUS_COUNT] = {
     [HPO_PROTO_UNKNOWN_TRIAL] = "unknown_trial",
     [HPO_PROTO_UNKNOWN_COMMAND] = "unknown_command",
     [HPO_PROTO_INVALID_ARGUMENT] = "invalid_argument",
+    [HPO_PROTO_PERMISSION_DENIED] = "permission_denied",
     [HPO_PROTO_INTERNAL] = "internal",
 };
 

@@ -84,6 +84,9 @@ typedef enum {
     HPO_PROTO_UNKNOWN_TRIAL,    /* "unknown_trial" */
     HPO_PROTO_UNKNOWN_COMMAND,  /* "unknown_command": query.command */
     HPO_PROTO_INVALID_ARGUMENT, /* "invalid_argument": query.args */
+    HPO_PROTO_PERMISSION_DENIED, /* "permission_denied": the command changes
+                                    the study and the client's key lacks
+                                    the admin role */
     HPO_PROTO_INTERNAL,         /* "internal": the coordinator failed */
 } hpo_proto_status;
 
