@@ -17,6 +17,7 @@
 #include "hpo/study.h"
 #include "hpo/transport.h"
 #include "hpoctl_format.h"
+#include "hpoctl_keygen.h"
 #include "storage.h"
 
 #define DEFAULT_CONNECT "tcp://127.0.0.1:5556"
@@ -30,6 +31,8 @@ typedef struct {
     int timeout_ms;
     output_format format;
     int top;                   /* summary; 0 means the default */
+    const char *curve_secret_path; /* client key pair; NULL: no CURVE */
+    const char *server_key_path;   /* hpod's public key, with CURVE */
     hpo_query_command command;
 } hpoctl_options;
 
@@ -45,7 +48,9 @@ static void print_usage(FILE *out)
         "  summary    the best trials, best first (--top N, default %d)\n"
         "  space      the search space\n"
         "  status     study state, trial counts and connected workers\n"
-        "  stop       stop the study (hpod re-queues running trials and exits)\n"
+        "  stop       stop the study (hpod re-queues running trials and exits);\n"
+        "             with CURVE, needs a key with the admin role\n"
+        "  keygen     write a CURVE key pair: hpoctl keygen --out PREFIX\n"
         "\n"
         "Options:\n"
         "  --connect ENDPOINT  hpod's control endpoint (default %s)\n"
@@ -55,6 +60,9 @@ static void print_usage(FILE *out)
         "  --json              print the answer as JSON\n"
         "  --csv               print trials as CSV (trials only)\n"
         "  --top N             number of trials that summary shows\n"
+        "  --curve-secret FILE this client's CURVE key pair (hpoctl keygen), for\n"
+        "                      an hpod that runs with CURVE\n"
+        "  --server-key FILE   hpod's public key file, with --curve-secret\n"
         "  --help              show this help\n",
         HPO_CONTROL_SUMMARY_TOP, DEFAULT_CONNECT, DEFAULT_TIMEOUT_MS);
 }
@@ -82,6 +90,8 @@ static int parse_options(int argc, char **argv, hpoctl_options *o, bool *help,
         {"json", no_argument, NULL, 'j'},
         {"csv", no_argument, NULL, 'v'},
         {"top", required_argument, NULL, 'n'},
+        {"curve-secret", required_argument, NULL, 'k'},
+        {"server-key", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -98,6 +108,8 @@ static int parse_options(int argc, char **argv, hpoctl_options *o, bool *help,
         case 'd': o->db_path = optarg; break;
         case 'j': o->format = FORMAT_JSON; break;
         case 'v': o->format = FORMAT_CSV; break;
+        case 'k': o->curve_secret_path = optarg; break;
+        case 's': o->server_key_path = optarg; break;
         case 'h': *help = true; return 0;
         case 't':
             if (parse_positive("--timeout", optarg, 3600000, &o->timeout_ms, err, errlen) != 0)
@@ -128,6 +140,13 @@ static int parse_options(int argc, char **argv, hpoctl_options *o, bool *help,
     if (o->db_path != NULL && o->command == HPO_QUERY_STOP)
         return hpo_error(err, errlen, "stop needs a running hpod; --db only "
                          "reads the database");
+    if ((o->curve_secret_path == NULL) != (o->server_key_path == NULL))
+        return hpo_error(err, errlen, "%s is missing; CURVE needs both "
+                         "--curve-secret FILE and --server-key FILE",
+                         o->curve_secret_path == NULL ? "--curve-secret" : "--server-key");
+    if (o->db_path != NULL && o->curve_secret_path != NULL)
+        return hpo_error(err, errlen, "--curve-secret applies to --connect only; "
+                         "--db reads the file without hpod");
     if (o->format == FORMAT_CSV && o->command != HPO_QUERY_TRIALS)
         return hpo_error(err, errlen, "--csv applies to trials only");
     if (o->top > 0 && o->command != HPO_QUERY_SUMMARY)
@@ -152,14 +171,26 @@ static int ask_hpod(const hpoctl_options *o, cJSON **data_out, char *err, size_t
         return hpo_error(err, errlen, "creating the ZeroMQ context failed: %s",
                          zmq_strerror(errno));
 
+    hpo_curve_settings curve = {.server = false};
+    if (o->curve_secret_path != NULL &&
+        (hpo_curve_keypair_load(o->curve_secret_path, &curve.own, err, errlen) != 0 ||
+         hpo_curve_public_key_load(o->server_key_path, curve.server_key,
+                                   err, errlen) != 0)) {
+        hpo_curve_keypair_clear(&curve.own);
+        zmq_ctx_term(ctx);
+        return -1;
+    }
+
     hpo_msg request, reply;
     hpo_msg_init(&request, HPO_MSG_QUERY);
     request.query.command = o->command;
     request.query.args = build_args(o);
 
     int result = -1;
-    hpo_recv_result rc = hpo_transport_request(ctx, o->connect, &request,
-                                               o->timeout_ms, &reply, err, errlen);
+    hpo_recv_result rc = hpo_transport_request_curve(
+        ctx, o->connect, o->curve_secret_path != NULL ? &curve : NULL, &request,
+        o->timeout_ms, &reply, err, errlen);
+    hpo_curve_keypair_clear(&curve.own);
     if (rc == HPO_RECV_AGAIN) {
         hpo_error(err, errlen, "no answer from %s within %d ms; is hpod running?",
                   o->connect, o->timeout_ms);
@@ -259,6 +290,8 @@ int main(int argc, char **argv)
 
     gsl_set_error_handler_off();
     hpo_log_init("hpoctl", HPO_LOG_WARN);
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
+        return hpoctl_keygen_main(argc - 1, argv + 1);
     if (parse_options(argc, argv, &o, &help, err, sizeof err) != 0) {
         fprintf(stderr, "hpoctl: %s\n", err);
         return 2;

@@ -65,6 +65,7 @@ typedef struct {
     const hpo_worker_service_options *opt;
     void *ctx;
     void *sock;
+    hpo_curve_monitor *monitor; /* logs failed handshakes */
     char host[HPO_HOST_MAX + 1];
     char name[HPO_NAME_MAX + 1];
     int threads;
@@ -115,6 +116,23 @@ void hpo_worker_service_request_stop(void)
         stop_requests++;
 }
 
+/* Connects a new socket to the coordinator, over CURVE when the options
+ * give keys, and watches its handshakes, because a rejected key or a
+ * missing one otherwise looks like a coordinator that is down. */
+static void *connect_coordinator(service *s, char *err, size_t errlen)
+{
+    hpo_curve_monitor_stop(&s->monitor);
+    void *sock = hpo_transport_dealer_connect_curve(s->ctx, s->opt->endpoint, true,
+                                                    s->opt->curve, err, errlen);
+    if (sock == NULL)
+        return sock;
+    s->monitor = hpo_curve_monitor_start(s->ctx, sock, "connection to the coordinator",
+                                         err, errlen);
+    if (s->monitor == NULL)
+        hpo_transport_close(&sock);
+    return sock;
+}
+
 /* Sends msg to the coordinator. A failure is logged, and the protocol's
  * timeouts recover from the lost message. */
 static int send_msg(service *s, const hpo_msg *msg)
@@ -146,7 +164,7 @@ static void reopen_socket(service *s, const char *why)
     int linger = 0;
     zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
     hpo_transport_close(&s->sock);
-    s->sock = hpo_transport_dealer_connect(s->ctx, s->opt->endpoint, true, err, sizeof err);
+    s->sock = connect_coordinator(s, err, sizeof err);
     if (s->sock == NULL) {
         hpo_log_error("reconnecting to %s failed: %s", s->opt->endpoint, err);
         s->failed = 1;
@@ -579,6 +597,7 @@ static void service_loop(service *s)
 
         now = now_seconds();
         receive_all(s, now);
+        hpo_curve_monitor_poll(s->monitor, true);
         if (s->trial != NULL)
             service_trial_events(s, now);
     }
@@ -640,7 +659,7 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
     if (s.ctx == NULL)
         return hpo_error(err, errlen, "creating the ZeroMQ context failed: %s",
                          zmq_strerror(errno));
-    s.sock = hpo_transport_dealer_connect(s.ctx, opt->endpoint, true, err, errlen);
+    s.sock = connect_coordinator(&s, err, errlen);
     if (s.sock == NULL) {
         zmq_ctx_term(s.ctx);
         return -1;
@@ -654,6 +673,7 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
     for (int i = 0; i < s.n_pending; i++)
         cJSON_Delete(s.pending[i].metrics);
     hpo_service_data_clear(&s.data);
+    hpo_curve_monitor_stop(&s.monitor);
     hpo_transport_close(&s.sock);
     zmq_ctx_term(s.ctx);
 
@@ -690,7 +710,10 @@ static void usage(FILE *out)
           "                      (default HOST-PID)\n"
           "  --reply-timeout MS  reconnect and register again when the coordinator\n"
           "                      does not reply within MS milliseconds (default 5000)\n"
-          "  --log-level LEVEL   debug, info, warn or error (default info)\n",
+          "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+          "  --curve-secret FILE this worker's CURVE key pair (hpoctl keygen), for\n"
+          "                      an hpod that runs with CURVE\n"
+          "  --server-key FILE   hpod's public key file, with --curve-secret\n",
           out);
 }
 
@@ -712,7 +735,10 @@ int hpo_worker_service_main(int argc, char **argv)
 {
     enum { OPT_CONNECT = 256, OPT_DATA, OPT_THREADS, OPT_NAME, OPT_REPLY_TIMEOUT,
            OPT_LOG_LEVEL, OPT_HELP };
+    enum { OPT_CURVE_SECRET = 512, OPT_SERVER_KEY };
     static const struct option long_options[] = {
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"server-key", required_argument, NULL, OPT_SERVER_KEY},
         {"connect", required_argument, NULL, OPT_CONNECT},
         {"data", required_argument, NULL, OPT_DATA},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -729,6 +755,7 @@ int hpo_worker_service_main(int argc, char **argv)
     hpo_cifar10_options_default(&data_default);
     opt.data_dir = data_default.dir;
     hpo_log_level level = HPO_LOG_INFO;
+    const char *curve_secret_path = NULL, *server_key_path = NULL;
 
     optind = 1;
     int c;
@@ -736,6 +763,8 @@ int hpo_worker_service_main(int argc, char **argv)
         switch (c) {
         case OPT_CONNECT: opt.endpoint = optarg; break;
         case OPT_DATA: opt.data_dir = optarg; break;
+        case OPT_CURVE_SECRET: curve_secret_path = optarg; break;
+        case OPT_SERVER_KEY: server_key_path = optarg; break;
         case OPT_NAME:
             if (strlen(optarg) == 0 || strlen(optarg) > HPO_NAME_MAX) {
                 fprintf(stderr, "hpo-worker: invalid --name: expected 1 to %d bytes\n",
@@ -780,6 +809,24 @@ int hpo_worker_service_main(int argc, char **argv)
         return 2;
     }
 
+    char err[HPO_ERR_MAX];
+    hpo_curve_settings curve = {.server = false};
+    if ((curve_secret_path == NULL) != (server_key_path == NULL)) {
+        fprintf(stderr, "hpo-worker: %s is missing; CURVE needs both --curve-secret "
+                "FILE and --server-key FILE\n",
+                curve_secret_path == NULL ? "--curve-secret" : "--server-key");
+        return 2;
+    }
+    if (curve_secret_path != NULL) {
+        if (hpo_curve_keypair_load(curve_secret_path, &curve.own, err, sizeof err) != 0 ||
+            hpo_curve_public_key_load(server_key_path, curve.server_key, err,
+                                      sizeof err) != 0) {
+            fprintf(stderr, "hpo-worker: %s\n", err);
+            return 2;
+        }
+        opt.curve = &curve;
+    }
+
     hpo_log_init("worker", level);
     gsl_set_error_handler_off();
 
@@ -790,10 +837,11 @@ int hpo_worker_service_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    char err[HPO_ERR_MAX];
+    int status = 0;
     if (hpo_worker_service_run(&opt, err, sizeof err) != 0) {
         hpo_log_error("%s", err);
-        return 1;
+        status = 1;
     }
-    return 0;
+    hpo_curve_keypair_clear(&curve.own);
+    return status;
 }

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "hpo/curve.h"
+
 typedef struct {
     const char *endpoint;    /* coordinator's worker endpoint (required) */
     const char *data_dir;    /* CIFAR-10 folder (required) */
@@ -19,6 +21,9 @@ typedef struct {
     int heartbeat_ms;        /* used until `registered` gives the interval */
     int max_trials;          /* exit after this many results were acked;
                                 0 means no limit */
+    const hpo_curve_settings *curve; /* CURVE client settings: the worker's
+                                key pair and hpod's public key;
+                                borrowed; NULL: no CURVE */
 } hpo_worker_service_options;
 
 /* Fills opt with the defaults: no endpoint or data folder, reply timeout
