@@ -150,6 +150,24 @@ static hpo_proto_status check_params(const hpo_field_ctx *ctx, const cJSON *para
     return HPO_PROTO_OK;
 }
 
+/* Checks that every number in a free-form tree (trial.model, query.args,
+ * reply.data) is finite. A literal such as 1e999 parses to infinity, which
+ * no encoder can write back, so the tree would change on its way on. */
+static hpo_proto_status check_finite_tree(const hpo_field_ctx *ctx, const char *name,
+                                          const cJSON *tree)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, tree) {
+        if (cJSON_IsNumber(item) && !isfinite(item->valuedouble))
+            return hpo_field_fail(ctx, HPO_PROTO_INVALID_VALUE, name,
+                                  "contains a number beyond the range of a double");
+        hpo_proto_status st = check_finite_tree(ctx, name, item);
+        if (st != HPO_PROTO_OK)
+            return st;
+    }
+    return HPO_PROTO_OK;
+}
+
 static hpo_proto_status decode_budget(const hpo_field_ctx *trial_ctx, const cJSON *root,
                                       hpo_msg_budget *out)
 {
@@ -182,6 +200,7 @@ static hpo_proto_status decode_trial(const hpo_field_ctx *ctx, cJSON *root,
         (st = hpo_field_object(ctx, root, "params", true, &params)) ||
         (st = check_params(ctx, params)) ||
         (st = hpo_field_object(ctx, root, "model", true, &model)) ||
+        (st = check_finite_tree(ctx, "model", model)) ||
         (st = decode_budget(ctx, root, &out->budget)) ||
         (st = hpo_field_int(ctx, root, "seed", true, 0, HPO_PROTO_INT_MAX, &seed)))
         return st;
@@ -283,7 +302,8 @@ static hpo_proto_status decode_query(const hpo_field_ctx *ctx, cJSON *root,
     int command = 0;
     if ((st = read_enum(ctx, root, "command", parse_command,
                         "best, trials, summary, space, status or stop", &command)) ||
-        (st = hpo_field_object(ctx, root, "args", false, &args)))
+        (st = hpo_field_object(ctx, root, "args", false, &args)) ||
+        (st = check_finite_tree(ctx, "args", args)))
         return st;
 
     out->command = (hpo_query_command)command;
@@ -306,6 +326,11 @@ static hpo_proto_status decode_reply(const hpo_field_ctx *ctx, cJSON *root,
     if (data == NULL)
         return hpo_field_fail(ctx, HPO_PROTO_MISSING_FIELD, "data",
                               "missing; expected the answer as any JSON value");
+    if (cJSON_IsNumber(data) && !isfinite(data->valuedouble))
+        return hpo_field_fail(ctx, HPO_PROTO_INVALID_VALUE, "data",
+                              "is a number beyond the range of a double");
+    if ((st = check_finite_tree(ctx, "data", data)))
+        return st;
     out->command = (hpo_query_command)command;
     out->data = take(root, data);
     return HPO_PROTO_OK;
