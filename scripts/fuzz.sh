@@ -3,7 +3,10 @@
 # and UndefinedBehaviorSanitizer, runs each for SECONDS (default 300), one
 # after the other, and reports executions and findings per harness.
 #
-#   scripts/fuzz.sh [SECONDS]
+#   scripts/fuzz.sh [SECONDS [HARNESS...]]
+#
+# HARNESS is fuzz_msg_decode, fuzz_study_parse or fuzz_model_spec; the
+# default is all three.
 #
 # Needs clang, libclang-rt-14-dev and libomp-dev (`scripts/setup.sh
 # --fuzz`). The build lives in build-libfuzzer/; new inputs that libFuzzer
@@ -18,9 +21,10 @@ cd "$(dirname "$0")/.."
 
 seconds="${1:-300}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds < 1)); then
-  echo "usage: scripts/fuzz.sh [SECONDS]; SECONDS is a positive integer" >&2
+  echo "usage: scripts/fuzz.sh [SECONDS [HARNESS...]]; SECONDS is a positive integer" >&2
   exit 2
 fi
+shift $(($# > 0 ? 1 : 0))
 if ! command -v clang >/dev/null; then
   echo "fuzz.sh: clang is not installed; run scripts/setup.sh --fuzz" >&2
   exit 2
@@ -28,6 +32,15 @@ fi
 
 build=build-libfuzzer
 harnesses=(fuzz_msg_decode fuzz_study_parse fuzz_model_spec)
+if (($# > 0)); then
+  for h in "$@"; do
+    if [[ " ${harnesses[*]} " != *" $h "* ]]; then
+      echo "fuzz.sh: unknown harness '$h'; expected one of ${harnesses[*]}" >&2
+      exit 2
+    fi
+  done
+  harnesses=("$@")
+fi
 
 # The libraries get coverage instrumentation (fuzzer-no-link); only the
 # harnesses link libFuzzer's main. Any UBSan report stops the run like a

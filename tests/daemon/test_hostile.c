@@ -36,7 +36,7 @@ static const char *study_path;
 /* Generous, because CI runs every test on two shared cores. */
 #define REPLY_MS 10000
 #define START_MS 20000
-/* How long a message that must get no answer is waited for. */
+/* Wait, in ms, that shows a message gets no reply. */
 #define SILENCE_MS 300
 /* Sockets of the bogus-peer crowd; libzmq allows 1,023 per context. */
 #define CROWD 300
@@ -478,8 +478,8 @@ static void test_bad_input_table(void **state)
     check_trials(f, 2, objectives);
 }
 
-/* A frame over 1 MiB makes libzmq drop the sender's connection, and a
- * frame without the empty delimiter is dropped; neither gets a reply, and
+/* A frame over 1 MiB makes libzmq drop the sender's connection, and hpod
+ * drops a message without the empty delimiter. Neither gets a reply, and
  * neither affects other peers. */
 static void test_oversized_and_unframed_dropped(void **state)
 {
@@ -516,9 +516,9 @@ static void test_oversized_and_unframed_dropped(void **state)
     check_trials(f, 1, NULL);
 }
 
-/* A result for a trial id the study never had is acknowledged, so that a
- * worker stops resending it, and stores nothing; progress for it makes
- * hpod tell the sender to stop that trial. */
+/* A result for a trial id that the study never had is acknowledged, so
+ * that a worker stops resending it, and nothing is stored. Progress for
+ * such a trial makes hpod send stop_trial to the sender. */
 static void test_unknown_trial_id(void **state)
 {
     fixture *f = *state;
@@ -583,9 +583,9 @@ static void test_result_for_another_workers_trial(void **state)
     check_trials(f, 2, objectives);
 }
 
-/* CROWD peers connect at once and each sends garbage, an unregistered
- * ready and a bad query; every one gets its error replies, and a good
- * worker then completes the study. */
+/* CROWD peers connect at once, and each sends a truncated frame and a
+ * ready with an unregistered worker id. Every peer gets both error
+ * replies, and a good worker then completes the study. */
 static void test_bogus_peer_crowd(void **state)
 {
     fixture *f = *state;

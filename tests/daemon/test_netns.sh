@@ -168,6 +168,10 @@ ip -n "$ns_c" link set c2a down
 # Longer than ZeroMQ's 5 s heartbeat timeout, so both ends drop the
 # connection; shorter than hpod's 30 s worker timeout.
 sleep 7
+# The result cannot have crossed the cut link, whether or not A finished.
+cut_status=$(sql "SELECT status FROM trials WHERE id = $cut_trial")
+[[ "$cut_status" == running ]] ||
+    fail "trial $cut_trial is $cut_status during the cut; it finished before the link was cut"
 ip -n "$ns_c" link set c2a up
 echo "restored worker A's link"
 
