@@ -529,7 +529,7 @@ int hpo_space_build_params(hpo_study *study, char *err, size_t errlen)
     for (int i = 0; i < space->n_entries; i++) {
         const hpo_space_entry *e = &space->entries[i];
         if (!e->family) {
-            if (!e->used)
+            if (!e->used && !study->synthetic)
                 return hpo_error(err, errlen,
                                  "%s: parameter \"%s\" is not used by the model; reference it "
                                  "as \"$%s\" or remove it", e->path, e->name, e->name);

@@ -147,6 +147,40 @@ static int parse_budget(hpo_study *study, const cJSON *json, bool *batch_size_gi
     return 0;
 }
 
+/* Parses the optional "tuner" object: initial_trials and late_fit. */
+static int parse_tuner(hpo_study *study, const cJSON *json, char *err, size_t errlen)
+{
+    static const char *const fields[] = {"initial_trials", "late_fit", NULL};
+    hpo_study_tuner_options *t = &study->tuner;
+
+    t->initial_trials = 0;
+    t->late_fit = HPO_LATE_FIT_WAIT;
+    if (json == NULL)
+        return 0;
+    if (!cJSON_IsObject(json))
+        return hpo_error(err, errlen, "tuner: must be an object");
+    if (check_fields(json, "tuner", fields, err, errlen) < 0)
+        return -1;
+
+    const cJSON *initial = cJSON_GetObjectItemCaseSensitive(json, "initial_trials");
+    if (initial != NULL) {
+        if (!cJSON_IsNumber(initial) || initial->valuedouble != floor(initial->valuedouble) ||
+            initial->valuedouble < 0 || initial->valuedouble > 1000000)
+            return hpo_error(err, errlen, "tuner.initial_trials: must be an integer from 0 "
+                             "to 1000000; 0 lets the tuner choose");
+        t->initial_trials = (int)initial->valuedouble;
+    }
+    const cJSON *late = cJSON_GetObjectItemCaseSensitive(json, "late_fit");
+    if (late != NULL) {
+        if (!cJSON_IsString(late) || (strcmp(late->valuestring, "wait") != 0 &&
+                                      strcmp(late->valuestring, "random") != 0))
+            return hpo_error(err, errlen, "tuner.late_fit: must be \"wait\" or \"random\"");
+        t->late_fit = strcmp(late->valuestring, "random") == 0 ? HPO_LATE_FIT_RANDOM
+                                                                : HPO_LATE_FIT_WAIT;
+    }
+    return 0;
+}
+
 /* Checks the template's "training" against the budget: epochs always come
  * from the budget, batch_size from one of the two. */
 static int check_training(hpo_study *study, const cJSON *model, bool batch_size_given,
@@ -197,7 +231,8 @@ static int check_default_builds(const hpo_study *study, char *err, size_t errlen
 static int parse_root(hpo_study *study, char *err, size_t errlen)
 {
     static const char *const fields[] = {
-        "name", "description", "objective", "budget", "space", "model", NULL};
+        "name", "description", "objective", "budget", "space", "model", "tuner",
+        "synthetic", NULL};
     const cJSON *root = study->doc;
     bool batch_size_given = false;
 
@@ -213,8 +248,14 @@ static int parse_root(hpo_study *study, char *err, size_t errlen)
     if (study->name == NULL)
         return hpo_error(err, errlen, "study: out of memory");
 
+    const cJSON *synthetic = cJSON_GetObjectItemCaseSensitive(root, "synthetic");
+    if (synthetic != NULL && !cJSON_IsBool(synthetic))
+        return hpo_error(err, errlen, "synthetic: must be true or false");
+    study->synthetic = cJSON_IsTrue(synthetic);
+
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (parse_objective(study, cJSON_GetObjectItemCaseSensitive(root, "objective"),
+    if (parse_tuner(study, cJSON_GetObjectItemCaseSensitive(root, "tuner"), err, errlen) < 0 ||
+        parse_objective(study, cJSON_GetObjectItemCaseSensitive(root, "objective"),
                         err, errlen) < 0 ||
         parse_budget(study, cJSON_GetObjectItemCaseSensitive(root, "budget"),
                      &batch_size_given, err, errlen) < 0 ||
@@ -325,6 +366,8 @@ void hpo_study_destroy(hpo_study **study)
 
 const char *hpo_study_name(const hpo_study *study) { return study->name; }
 const char *hpo_study_objective(const hpo_study *study) { return study->objective; }
+const hpo_study_tuner_options *hpo_study_tuner(const hpo_study *study) { return &study->tuner; }
+bool hpo_study_synthetic(const hpo_study *study) { return study->synthetic; }
 bool hpo_study_maximize(const hpo_study *study) { return study->maximize; }
 const hpo_budget *hpo_study_budget(const hpo_study *study) { return &study->budget; }
 int hpo_study_param_count(const hpo_study *study) { return study->n_params; }
@@ -396,6 +439,9 @@ static int evaluate(const hpo_study *study, const cJSON *values, cJSON **model_o
         free(active);
         return -1;
     }
+    /* A synthetic objective reads every parameter, whatever the template. */
+    for (int i = 0; study->synthetic && i < study->n_params; i++)
+        active[i] = true;
     *active_out = active_object(study, values, active);
     free(active);
     if (*active_out == NULL) {

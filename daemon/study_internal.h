@@ -46,6 +46,8 @@ struct hpo_study {
     bool maximize;
     hpo_budget budget;
     bool template_sets_batch_size;
+    bool synthetic;         /* "synthetic": true; see hpo_study_synthetic() */
+    hpo_study_tuner_options tuner; /* the "tuner" object */
 
     cJSON *doc;             /* the parsed study file; owned */
     hpo_space space;        /* entries as written */

@@ -107,12 +107,14 @@ void hpo_bayes_options_default(hpo_bayes_options *options)
     hpo_search_options_default(&options->search);
 }
 
-/* The design size: options->initial_trials, else max(5, d + 1) capped at
- * max(5, max_trials / 3). */
+/* The design size: options->initial_trials, else the study file's
+ * tuner.initial_trials, else max(5, d + 1) capped at max(5, max_trials / 3). */
 static int design_size(const hpo_tuner *t, const bayes_state *s)
 {
     if (s->opt.initial_trials > 0)
         return s->opt.initial_trials;
+    if (hpo_study_tuner(t->study)->initial_trials > 0)
+        return hpo_study_tuner(t->study)->initial_trials;
 
     int tunable = 0;
     for (int i = 0; i < hpo_study_param_count(t->study); i++)

@@ -28,7 +28,8 @@
 #include "hpo/tuner.h"
 
 typedef struct {
-    /* Trials of the quasi-random design; 0 chooses max(5, d + 1), d being
+    /* Trials of the quasi-random design; 0 takes the study file's
+     * tuner.initial_trials, and when that is 0 too, max(5, d + 1), d being
      * the number of parameters with two or more values, but at most
      * max(5, budget.max_trials / 3). */
     int initial_trials;

@@ -633,12 +633,20 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
 {
     if (opt->endpoint == NULL)
         return hpo_error(err, errlen, "no coordinator endpoint; pass --connect tcp://HOST:PORT");
-    if (opt->data_dir == NULL)
+    hpo_service_synthetic synthetic = {
+        .metric = opt->objective_metric != NULL ? opt->objective_metric : "val_loss",
+        .sleep_ms = opt->objective_sleep_ms,
+        .noise_sd = opt->objective_noise,
+    };
+    if (opt->objective != NULL &&
+        (synthetic.objective = hpo_objective_find(opt->objective, err, errlen)) == NULL)
+        return -1;
+    if (opt->data_dir == NULL && opt->objective == NULL)
         return hpo_error(err, errlen, "no CIFAR-10 folder; pass --data DIR");
     if (opt->reply_timeout_ms < 1 || opt->heartbeat_ms < 1)
         return hpo_error(err, errlen, "reply timeout %d ms and heartbeat %d ms must be "
                          "positive", opt->reply_timeout_ms, opt->heartbeat_ms);
-    if (check_data_dir(opt->data_dir, err, errlen) != 0)
+    if (opt->objective == NULL && check_data_dir(opt->data_dir, err, errlen) != 0)
         return -1;
 
     service s;
@@ -647,6 +655,7 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
     s.heartbeat_ms = opt->heartbeat_ms;
     s.threads = opt->threads > 0 ? opt->threads : online_cpus();
     s.data.dir = opt->data_dir;
+    s.data.synthetic = opt->objective != NULL ? &synthetic : NULL;
     if (gethostname(s.host, sizeof s.host) != 0 || s.host[0] == '\0')
         snprintf(s.host, sizeof s.host, "unknown");
     s.host[sizeof s.host - 1] = '\0';
@@ -666,8 +675,13 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
     }
 
     stop_requests = 0;
-    hpo_log_info("worker %s starting: coordinator %s, data %s, %d threads",
-                 s.name, opt->endpoint, opt->data_dir, s.threads);
+    if (opt->objective != NULL)
+        hpo_log_info("worker %s starting: coordinator %s, synthetic objective %s as %s "
+                     "(sleep %d ms, noise SD %g)", s.name, opt->endpoint, opt->objective,
+                     synthetic.metric, synthetic.sleep_ms, synthetic.noise_sd);
+    else
+        hpo_log_info("worker %s starting: coordinator %s, data %s, %d threads",
+                     s.name, opt->endpoint, opt->data_dir, s.threads);
     service_loop(&s);
 
     for (int i = 0; i < s.n_pending; i++)
@@ -711,6 +725,12 @@ static void usage(FILE *out)
           "  --reply-timeout MS  reconnect and register again when the coordinator\n"
           "                      does not reply within MS milliseconds (default 5000)\n"
           "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+          "  --objective NAME    evaluate the synthetic objective NAME (branin,\n"
+          "                      hartmann6 or mixed16) on each trial's parameters\n"
+          "                      instead of training; needs no --data\n"
+          "  --objective-metric M  metric that reports the value (default val_loss)\n"
+          "  --objective-sleep MS  pause MS milliseconds before each evaluation\n"
+          "  --objective-noise SD  add Gaussian noise of standard deviation SD\n"
           "  --curve-secret FILE this worker's CURVE key pair (hpoctl keygen), for\n"
           "                      an hpod that runs with CURVE\n"
           "  --server-key FILE   hpod's public key file, with --curve-secret\n",
@@ -736,7 +756,13 @@ int hpo_worker_service_main(int argc, char **argv)
     enum { OPT_CONNECT = 256, OPT_DATA, OPT_THREADS, OPT_NAME, OPT_REPLY_TIMEOUT,
            OPT_LOG_LEVEL, OPT_HELP };
     enum { OPT_CURVE_SECRET = 512, OPT_SERVER_KEY };
+    enum { OPT_OBJECTIVE = 768, OPT_OBJECTIVE_METRIC, OPT_OBJECTIVE_SLEEP,
+           OPT_OBJECTIVE_NOISE };
     static const struct option long_options[] = {
+        {"objective", required_argument, NULL, OPT_OBJECTIVE},
+        {"objective-metric", required_argument, NULL, OPT_OBJECTIVE_METRIC},
+        {"objective-sleep", required_argument, NULL, OPT_OBJECTIVE_SLEEP},
+        {"objective-noise", required_argument, NULL, OPT_OBJECTIVE_NOISE},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"server-key", required_argument, NULL, OPT_SERVER_KEY},
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -765,6 +791,24 @@ int hpo_worker_service_main(int argc, char **argv)
         case OPT_DATA: opt.data_dir = optarg; break;
         case OPT_CURVE_SECRET: curve_secret_path = optarg; break;
         case OPT_SERVER_KEY: server_key_path = optarg; break;
+        case OPT_OBJECTIVE: opt.objective = optarg; break;
+        case OPT_OBJECTIVE_METRIC: opt.objective_metric = optarg; break;
+        case OPT_OBJECTIVE_SLEEP:
+            if (parse_int_arg("--objective-sleep", optarg, 0, 3600 * 1000,
+                              &opt.objective_sleep_ms) < 0)
+                return 2;
+            break;
+        case OPT_OBJECTIVE_NOISE: {
+            char *end = NULL;
+            opt.objective_noise = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(opt.objective_noise >= 0.0) ||
+                !isfinite(opt.objective_noise)) {
+                fprintf(stderr, "hpo-worker: invalid --objective-noise \"%s\": expected a "
+                        "finite number of at least 0\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case OPT_NAME:
             if (strlen(optarg) == 0 || strlen(optarg) > HPO_NAME_MAX) {
                 fprintf(stderr, "hpo-worker: invalid --name: expected 1 to %d bytes\n",

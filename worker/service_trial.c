@@ -26,6 +26,7 @@ struct hpo_service_trial {
     /* Set by hpo_service_trial_start(), read-only afterwards. */
     int64_t trial_id;
     cJSON *model;
+    cJSON *params;                /* the trial's active values */
     hpo_msg_budget budget;
     uint64_t seed;
     int threads;
@@ -127,6 +128,52 @@ static int load_data(hpo_service_data *cache, const hpo_msg_budget *budget,
     return 0;
 }
 
+/* A standard normal draw from a SplitMix64 stream started at *state
+ * (Box-Muller), so that the noise of a trial depends only on its seed. */
+static double normal_draw(uint64_t *state)
+{
+    double u[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        z ^= z >> 31;
+        u[i] = ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+    }
+    return sqrt(-2.0 * log(u[0])) * cos(2.0 * M_PI * u[1]);
+}
+
+/* Scores the trial with the synthetic objective instead of training and
+ * reports the value as the configured metric. */
+static void run_synthetic(hpo_service_trial *trial, const hpo_service_synthetic *syn)
+{
+    hpo_trial_outcome *out = &trial->outcome;
+    char err[HPO_ERROR_TEXT_MAX + 1] = "";
+    double value = NAN;
+
+    if (syn->sleep_ms > 0) {
+        struct timespec pause = {syn->sleep_ms / 1000, (long)(syn->sleep_ms % 1000) * 1000000L};
+        while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+            continue;
+    }
+    if (hpo_objective_evaluate(syn->objective, trial->params, &value, err, sizeof err) != 0) {
+        snprintf(out->error, sizeof out->error, "%s", err);
+        return;
+    }
+    if (syn->noise_sd > 0.0) {
+        uint64_t state = trial->seed;
+        value += syn->noise_sd * normal_draw(&state);
+    }
+
+    /* No progress message: the result follows at once, and progress
+     * carries accuracies that a synthetic objective does not have. */
+    pthread_mutex_lock(&trial->lock);
+    trial->epochs_seen = 1;
+    pthread_mutex_unlock(&trial->lock);
+    out->status = atomic_load(&trial->stop) ? HPO_TRIAL_INTERRUPTED : HPO_TRIAL_OK;
+    add_metric(out->metrics, syn->metric, value);
+}
+
 /* Builds the spec, loads the data and trains; fills trial->outcome. */
 static void run_trial(hpo_service_trial *trial)
 {
@@ -136,6 +183,10 @@ static void run_trial(hpo_service_trial *trial)
 
     out->status = HPO_TRIAL_FAILED;
     out->metrics = cJSON_CreateObject();
+    if (trial->data->synthetic != NULL) {
+        run_synthetic(trial, trial->data->synthetic);
+        return;
+    }
 
     if (hpo_model_spec_from_json(trial->model, &spec, err, sizeof err) != 0) {
         snprintf(out->error, sizeof out->error, "model: %s", err);
@@ -214,7 +265,9 @@ hpo_service_trial *hpo_service_trial_start(const hpo_msg_trial *msg,
     pthread_mutex_init(&trial->lock, NULL);
 
     trial->model = cJSON_Duplicate(msg->model, 1);
-    if (trial->model == NULL) {
+    trial->params = msg->params != NULL ? cJSON_Duplicate(msg->params, 1)
+                                        : cJSON_CreateObject();
+    if (trial->model == NULL || trial->params == NULL) {
         hpo_error(err, errlen, "trial %lld: out of memory copying the model",
                   (long long)msg->trial_id);
         goto fail;
@@ -243,6 +296,7 @@ hpo_service_trial *hpo_service_trial_start(const hpo_msg_trial *msg,
 
 fail:
     cJSON_Delete(trial->model);
+    cJSON_Delete(trial->params);
     if (trial->pipe_fds[0] >= 0) {
         close(trial->pipe_fds[0]);
         close(trial->pipe_fds[1]);
@@ -302,6 +356,7 @@ void hpo_service_trial_finish(hpo_service_trial **trial_ptr, hpo_trial_outcome *
 
     *outcome = trial->outcome;
     cJSON_Delete(trial->model);
+    cJSON_Delete(trial->params);
     close(trial->pipe_fds[0]);
     close(trial->pipe_fds[1]);
     pthread_mutex_destroy(&trial->lock);

@@ -12,13 +12,24 @@
 
 #include "hpo/cifar10.h"
 #include "hpo/protocol.h"
+#include "objectives.h"
 
-/* CIFAR-10 subsets kept between trials with the same budget sizes. Owned
- * by the service; only the training thread of the running trial uses it. */
+/* A synthetic objective that trials evaluate instead of training. */
+typedef struct {
+    const hpo_objective *objective; /* static; see objectives.h */
+    const char *metric;           /* metric name the value is reported as */
+    int sleep_ms;                 /* pause before each evaluation */
+    double noise_sd;              /* SD of Gaussian noise added to the value */
+} hpo_service_synthetic;
+
+/* CIFAR-10 subsets kept between trials with the same budget sizes, or the
+ * synthetic objective that replaces training. Owned by the service; only
+ * the training thread of the running trial uses it. */
 typedef struct {
     const char *dir;
     int train_size, val_size;
     hpo_cifar10 *data;            /* NULL until the first load */
+    const hpo_service_synthetic *synthetic; /* borrowed; NULL: train */
 } hpo_service_data;
 
 /* What a finished trial reports. */

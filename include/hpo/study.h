@@ -50,6 +50,20 @@ typedef struct {
     int max_trials;      /* finished trials after which the study is complete */
 } hpo_budget;
 
+/* What the coordinator does when a worker asks for a trial while the
+ * tuner's model is still being fitted. */
+typedef enum {
+    HPO_LATE_FIT_WAIT = 0, /* the worker waits (no_work) for the proposal */
+    HPO_LATE_FIT_RANDOM,   /* the worker gets a quasi-random trial */
+} hpo_late_fit;
+
+/* The study file's optional "tuner" object. */
+typedef struct {
+    int initial_trials;    /* quasi-random trials before the model; 0 means
+                              the tuner's own rule */
+    hpo_late_fit late_fit;
+} hpo_study_tuner_options;
+
 typedef struct hpo_study hpo_study;
 
 /* Parses and validates a study. Errors give the JSON path of the bad
@@ -63,6 +77,12 @@ const char *hpo_study_name(const hpo_study *study);
 const char *hpo_study_objective(const hpo_study *study); /* e.g. "val_accuracy" */
 bool hpo_study_maximize(const hpo_study *study);
 const hpo_budget *hpo_study_budget(const hpo_study *study);
+const hpo_study_tuner_options *hpo_study_tuner(const hpo_study *study);
+
+/* True for a study with "synthetic": true, whose trials are scored by
+ * `hpo-worker --objective` instead of training: its parameters need no
+ * reference in the model template and are active in every trial. */
+bool hpo_study_synthetic(const hpo_study *study);
 
 int hpo_study_param_count(const hpo_study *study);
 const hpo_param *hpo_study_param(const hpo_study *study, int i);

@@ -21,6 +21,14 @@ typedef struct {
     int heartbeat_ms;        /* used until `registered` gives the interval */
     int max_trials;          /* exit after this many results were acked;
                                 0 means no limit */
+    const char *objective;   /* NULL: train; else a synthetic objective
+                                (branin, hartmann6, mixed16) evaluated on
+                                the trial's parameters instead, and no
+                                CIFAR-10 folder is needed */
+    const char *objective_metric; /* metric that reports the objective's
+                                value; NULL means val_loss */
+    int objective_sleep_ms;  /* pause before each synthetic evaluation */
+    double objective_noise;  /* SD of Gaussian noise on the objective */
     const hpo_curve_settings *curve; /* CURVE client settings: the worker's
                                 key pair and hpod's public key;
                                 borrowed; NULL: no CURVE */

@@ -837,7 +837,7 @@ static const struct {
      " 'training': {'batch_size': 16}}}",
      "model.training.batch_size: also set in budget.batch_size; keep one"},
     {"{'budget': {'epochs': 1}, " SPACE_N ", " LAYERS_N ", 'modle': {}}",
-     "modle: unknown field; expected one of name, description, objective, budget, space, model"},
+     "modle: unknown field; expected one of name, description, objective, budget, space, model, tuner, synthetic"},
     {"{'name': '', 'budget': {'epochs': 1}, " SPACE_N ", " LAYERS_N "}",
      "name: must be a non-empty string"},
     {"[1, 2]", "study: must be a JSON object"},
@@ -900,7 +900,7 @@ static void load_file_errors(void **state)
     assert_int_equal(hpo_study_load_file(SEED_BEST_MODEL, &study, err, sizeof err), -1);
     assert_string_equal(err, "study file " SEED_BEST_MODEL ": input_shape: unknown field; "
                              "expected one of name, description, objective, budget, space, "
-                             "model");
+                             "model, tuner, synthetic");
 }
 
 int main(void)
