@@ -54,6 +54,10 @@ typedef struct {
     int n_ranked, next_ranked, ranked_for;
     bool have_ranked;
 
+    /* Set by hpo_tuner_bayes_set_design_only(): a proposal that needs a
+     * fit takes the next design point instead. */
+    bool design_only;
+
     /* Encoded rows of the known trials, in the order of tuner->trials. */
     double *rows;                /* owned */
     int n_rows, rows_capacity;
@@ -367,6 +371,32 @@ static int fill_incumbents(hpo_tuner *t, bayes_state *s, hpo_bayes_job *j,
     return 0;
 }
 
+/* True when the next proposal comes from the GP rather than the design:
+ * the design is complete and some trial has an objective. */
+static bool model_needed(const hpo_tuner *t, const bayes_state *s)
+{
+    int n_ok = 0;
+    for (int i = 0; i < t->n_trials && n_ok == 0; i++)
+        n_ok += !isnan(oriented(t, &t->trials[i]));
+    return t->n_trials >= s->n_initial && n_ok > 0 && s->columns > 0;
+}
+
+bool hpo_tuner_bayes_needs_fit(const hpo_tuner *t)
+{
+    if (t->ops != &hpo_tuner_bayes_ops)
+        return false;
+    const bayes_state *s = t->state;
+    if (s->have_ranked && s->ranked_for == t->n_trials)
+        return false;
+    return model_needed(t, s);
+}
+
+void hpo_tuner_bayes_set_design_only(hpo_tuner *t, bool design_only)
+{
+    if (t->ops == &hpo_tuner_bayes_ops)
+        ((bayes_state *)t->state)->design_only = design_only;
+}
+
 int hpo_tuner_bayes_prepare(hpo_tuner *t, hpo_bayes_job **job_out, char *err, size_t errlen)
 {
     bayes_state *s = t->state;
@@ -379,7 +409,7 @@ int hpo_tuner_bayes_prepare(hpo_tuner *t, hpo_bayes_job **job_out, char *err, si
         n_ok += !isnan(oriented(t, &t->trials[i]));
         n_finished += t->trials[i].status != HPO_OBSERVE_PENDING;
     }
-    if (t->n_trials < s->n_initial || n_ok == 0 || s->columns == 0)
+    if (!model_needed(t, s))
         return 1;
     if (update_rows(t, s, err, errlen) < 0)
         return -1;
@@ -498,7 +528,7 @@ int hpo_tuner_bayes_finish(hpo_tuner *t, hpo_bayes_job **job, char *err, size_t 
         j->ranked = NULL;
         j->n_ranked = 0;
         hpo_log_info("tuner bayes: study %s: GP on %d finished trials (%d failed) and %d "
-                     "pending, fit %.0f ms%s, search %.0f ms, best %s %.4g",
+                     "pending, fit %.1f ms%s, search %.1f ms, best %s %.4g",
                      j->study_name, j->n_fit, j->n_failed, j->n_pending, j->fit_ms,
                      j->optimize ? " with hyperparameter search" : "", j->search_ms,
                      hpo_acquisition_name(j->opt.acquisition),
@@ -550,6 +580,8 @@ static int bayes_candidate(hpo_tuner *t, cJSON **values_out, char *err, size_t e
      * tuner.c calls again after a duplicate, with the same trials. */
     if (s->have_ranked && s->ranked_for == t->n_trials)
         return ranked_candidate(t, s, values_out, err, errlen);
+    if (s->design_only && model_needed(t, s))
+        return design_candidate(t, s, values_out, err, errlen);
     free_ranked(s);
 
     int rc = hpo_tuner_bayes_prepare(t, &job, err, errlen);
