@@ -255,15 +255,17 @@ static void scale_inputs(const double *x, int n, int dim, const double *theta,
 }
 
 /* Fills the lower triangles of kf (kernel values) and dk (e values, 0 on
- * the diagonal) for the rows in w->z. The Gram matrix z z^T comes from one
+ * the diagonal) for the rows in w->z; returns a GSL status. The Gram matrix z z^T comes from one
  * dsyrk call; the exponentials are the only per-pair work. */
-static void kernel_matrices(workspace *w, double s2)
+static int kernel_matrices(workspace *w, double s2)
 {
     size_t n = (size_t)w->n;
 
     const double *zsq = gsl_vector_const_ptr(w->zsq, 0);
 
-    gsl_blas_dsyrk(CblasLower, CblasNoTrans, 1.0, w->z, 0.0, w->kf);
+    int status = gsl_blas_dsyrk(CblasLower, CblasNoTrans, 1.0, w->z, 0.0, w->kf);
+    if (status != GSL_SUCCESS)
+        return status;
     for (size_t i = 0; i < n; i++) {
         double *kf_row = gsl_matrix_ptr(w->kf, i, 0);
         double *dk_row = gsl_matrix_ptr(w->dk, i, 0);
@@ -274,6 +276,7 @@ static void kernel_matrices(workspace *w, double s2)
         kf_row[i] = s2;
         dk_row[i] = 0.0;
     }
+    return GSL_SUCCESS;
 }
 
 /* Factorizes K = kf + diag I into w->chol (lower triangle), adding jitter
@@ -325,8 +328,7 @@ static int condition(workspace *w, const double *x, const double *y, const doubl
     double noise = HPO_GP_NOISE_FLOOR + exp(theta[dim + 1]);
 
     scale_inputs(x, w->n, dim, theta, w->z, w->zsq);
-    kernel_matrices(w, s2);
-    if (factorize(w, noise, s2, log_retries) < 0)
+    if (kernel_matrices(w, s2) != GSL_SUCCESS || factorize(w, noise, s2, log_retries) < 0)
         return -1;
 
     gsl_vector_const_view yv = gsl_vector_const_view_array(y, (size_t)w->n);
@@ -388,7 +390,8 @@ static int log_marginal_likelihood(workspace *w, const double *x, const double *
         m_row[i] = 0.0;
     }
 
-    gsl_blas_dsymm(CblasLeft, CblasLower, 1.0, w->dk, w->z, 0.0, w->mz);
+    if (gsl_blas_dsymm(CblasLeft, CblasLower, 1.0, w->dk, w->z, 0.0, w->mz) != GSL_SUCCESS)
+        return -1;
     for (int j = 0; j < dim; j++)
         grad[j] = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -946,24 +949,31 @@ int hpo_gp_predict(const hpo_gp *gp, const double *x, double *mean, double *vari
 
     /* mean = k^T alpha; variance = s2 - |L^-1 k|^2. */
     gsl_vector_view kv = gsl_vector_view_array(kstar, n), vv = gsl_vector_view_array(v, n);
-    double mu;
-    gsl_blas_ddot(&kv.vector, w->alpha, &mu);
-    gsl_vector_memcpy(&vv.vector, &kv.vector);
-    gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, w->chol, &vv.vector);
-    double vtv;
-    gsl_blas_ddot(&vv.vector, &vv.vector, &vtv);
+    double mu, vtv;
+    int status = gsl_blas_ddot(&kv.vector, w->alpha, &mu);
+    if (status == GSL_SUCCESS)
+        status = gsl_vector_memcpy(&vv.vector, &kv.vector);
+    if (status == GSL_SUCCESS)
+        status = gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, w->chol, &vv.vector);
+    if (status == GSL_SUCCESS)
+        status = gsl_blas_ddot(&vv.vector, &vv.vector, &vtv);
+    if (status == GSL_SUCCESS && dvariance != NULL)
+        status = gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, w->chol, &vv.vector);
+    if (status != GSL_SUCCESS) {
+        free(buf);
+        return hpo_error(err, errlen, "gp: prediction failed: %s", gsl_strerror(status));
+    }
     double var = s2 - vtv;
     bool clamped = var < 1e-12 * s2;
     if (clamped)
         var = 1e-12 * s2;
 
-    /* Gradients: dk_i/dx_j = -e_i (z_j - z_ij) / l_j; with beta = K^-1 k,
-     * dmean_j = sum_i alpha_i dk_i/dx_j and dvar_j = -2 sum_i beta_i dk_i/dx_j. */
+    /* Gradients: dk_i/dx_j = -e_i (z_j - z_ij) / l_j; with beta = K^-1 k
+     * (in v when dvariance is wanted), dmean_j = sum_i alpha_i dk_i/dx_j and
+     * dvar_j = -2 sum_i beta_i dk_i/dx_j. */
     if (dmean != NULL || dvariance != NULL) {
         double *gm = buf + 3 * n + dim, *gv = buf + 3 * n + 2 * dim;
         const double *alpha = gsl_vector_const_ptr(w->alpha, 0);
-        if (dvariance != NULL)
-            gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, w->chol, &vv.vector);
         for (size_t j = 0; j < dim; j++)
             gm[j] = gv[j] = 0.0;
         for (size_t i = 0; i < n; i++) {
@@ -1027,7 +1037,12 @@ int hpo_gp_predict_batch(const hpo_gp *gp, const double *X, int m, double *mean,
             }
             zsq[p] = s;
         }
-        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &zsv.matrix, w->z, 0.0, &kcv.matrix);
+        int status = gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &zsv.matrix, w->z, 0.0,
+                                    &kcv.matrix);
+        if (status != GSL_SUCCESS) {
+            hpo_error(err, errlen, "gp: prediction failed: %s", gsl_strerror(status));
+            goto cleanup;
+        }
         for (size_t p = 0; p < rows; p++) {
             double *row = gsl_matrix_ptr(&kcv.matrix, p, 0);
             for (size_t i = 0; i < n; i++) {
@@ -1039,13 +1054,18 @@ int hpo_gp_predict_batch(const hpo_gp *gp, const double *X, int m, double *mean,
 
         /* mean = Kc alpha; V = Kc L^-T; variance = s2 - row sums of V^2. */
         gsl_vector_view mv = gsl_vector_view_array(mean + start, rows);
-        gsl_blas_dgemv(CblasNoTrans, 1.0, &kcv.matrix, w->alpha, 0.0, &mv.vector);
-        gsl_blas_dtrsm(CblasRight, CblasLower, CblasTrans, CblasNonUnit, 1.0, w->chol,
-                       &kcv.matrix);
+        status = gsl_blas_dgemv(CblasNoTrans, 1.0, &kcv.matrix, w->alpha, 0.0, &mv.vector);
+        if (status == GSL_SUCCESS)
+            status = gsl_blas_dtrsm(CblasRight, CblasLower, CblasTrans, CblasNonUnit, 1.0,
+                                    w->chol, &kcv.matrix);
+        if (status != GSL_SUCCESS) {
+            hpo_error(err, errlen, "gp: prediction failed: %s", gsl_strerror(status));
+            goto cleanup;
+        }
         for (size_t p = 0; p < rows; p++) {
             gsl_vector_view row = gsl_matrix_row(&kcv.matrix, p);
-            double ss;
-            gsl_blas_ddot(&row.vector, &row.vector, &ss);
+            double ss = 0.0;
+            gsl_blas_ddot(&row.vector, &row.vector, &ss); /* lengths match */
             double var = fmax(s2 - ss, 1e-12 * s2);
             mean[start + p] = gp->y_mean + gp->y_scale * mean[start + p];
             variance[start + p] = var * gp->y_scale * gp->y_scale;
