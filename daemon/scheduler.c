@@ -431,6 +431,12 @@ static int64_t first_available(const hpo_scheduler *s)
     return -1;
 }
 
+bool hpo_scheduler_wants_proposal(const hpo_scheduler *s)
+{
+    return s->state == HPO_STUDY_RUNNING && !s->exhausted && first_available(s) < 0 &&
+           s->counted + (int)(s->n_running + s->n_queue) < s->options.max_trials;
+}
+
 int hpo_scheduler_next(hpo_scheduler *s, int64_t worker_id, hpo_next_kind *kind,
                        hpo_assignment *trial, char *err, size_t errlen)
 {

@@ -89,6 +89,11 @@ int hpo_scheduler_next(hpo_scheduler *scheduler, int64_t worker_id,
                        hpo_next_kind *kind, hpo_assignment *trial,
                        char *err, size_t errlen);
 
+/* True when hpo_scheduler_next() would ask the tuner for a new proposal:
+ * the study runs, no queued trial is available and max trials leaves
+ * room. */
+bool hpo_scheduler_wants_proposal(const hpo_scheduler *scheduler);
+
 /* Marks a queued trial as running on worker_id, for a worker that kept
  * training it while the coordinator restarted. Returns 1 when adopted, 0
  * when the trial is not queued (finished, unknown or running elsewhere). */

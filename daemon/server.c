@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "control.h"
+#include "proposer.h"
 #include "hpo/auth.h"
 #include "hpo/error.h"
 #include "hpo/log.h"
@@ -38,6 +39,12 @@
  * shutdown. Closing at once, even with ZMQ_LINGER set, lost such messages
  * on their way to workers in the end-to-end tests (libzmq 4.3.4). */
 #define CLOSE_GRACE_MS 500
+
+/* Longest time in ms that a worker's ready stays unanswered while the GP
+ * fit it waits for runs; it then gets no_work with FIT_RETRY_MS. Well below
+ * the reply timeout after which a worker registers again (5 s by default). */
+#define FIT_WAIT_MS 2000
+#define FIT_RETRY_MS 200
 
 /* Minimum time in ms between two unknown_worker replies to one peer. */
 #define UNKNOWN_REPLY_MS 1000
@@ -71,6 +78,16 @@ typedef struct {
 
     worker_slot *workers;
     size_t n_workers, workers_capacity;
+
+    /* GP fits run on the proposer thread. Workers whose ready arrived
+     * during a fit wait here, oldest first, unless the study's late_fit
+     * is "random". */
+    hpo_proposer *proposer;
+    struct {
+        int64_t worker_id;
+        int64_t since_ms;
+    } *fit_waiters;
+    size_t n_fit_waiters, fit_waiters_capacity;
 
     /* Peers recently sent unknown_worker. A worker whose coordinator
      * restarted sends several messages with its old id, and each reply
@@ -428,6 +445,134 @@ static void send_trial(server *srv, worker_slot *w, hpo_assignment *a)
         lose_worker(srv, w, "the trial could not be sent", true);
 }
 
+/* --- GP proposals off the event loop ------------------------------------ */
+
+static void hand_out(server *srv, worker_slot *w);
+
+/* Starts a GP fit and search on the proposer thread unless one runs.
+ * Returns -1 when none runs afterwards. */
+static int start_fit(server *srv)
+{
+    if (hpo_proposer_busy(srv->proposer))
+        return 0;
+
+    char err[HPO_ERR_MAX];
+    hpo_bayes_job *job = NULL;
+    int rc = hpo_tuner_bayes_prepare(srv->parts->tuner, &job, err, sizeof err);
+    if (rc < 0)
+        log_failure("preparing a GP proposal", err);
+    if (rc != 0)
+        return -1;
+    if (hpo_proposer_submit(srv->proposer, &job, err, sizeof err) != 0) {
+        log_failure("starting a GP proposal", err);
+        hpo_bayes_job_destroy(&job);
+        return -1;
+    }
+    hpo_log_debug("GP fit started on the proposer thread");
+    return 0;
+}
+
+static bool fit_waiter_add(server *srv, int64_t worker_id)
+{
+    for (size_t i = 0; i < srv->n_fit_waiters; i++) {
+        if (srv->fit_waiters[i].worker_id == worker_id)
+            return true;
+    }
+    if (srv->n_fit_waiters == srv->fit_waiters_capacity) {
+        size_t grown = srv->fit_waiters_capacity == 0 ? 8 : 2 * srv->fit_waiters_capacity;
+        void *bigger = realloc(srv->fit_waiters, grown * sizeof *srv->fit_waiters);
+        if (bigger == NULL)
+            return false;
+        srv->fit_waiters = bigger;
+        srv->fit_waiters_capacity = grown;
+    }
+    srv->fit_waiters[srv->n_fit_waiters].worker_id = worker_id;
+    srv->fit_waiters[srv->n_fit_waiters].since_ms = now_ms();
+    srv->n_fit_waiters++;
+    return true;
+}
+
+static void fit_waiter_remove(server *srv, size_t i)
+{
+    memmove(&srv->fit_waiters[i], &srv->fit_waiters[i + 1],
+            (srv->n_fit_waiters - i - 1) * sizeof *srv->fit_waiters);
+    srv->n_fit_waiters--;
+}
+
+/* Returns true when worker w must wait for a GP fit, which then runs on
+ * the proposer thread; false when the caller hands out a trial now. */
+static bool wait_for_fit(server *srv, worker_slot *w)
+{
+    if (srv->proposer == NULL || !hpo_scheduler_wants_proposal(srv->parts->scheduler) ||
+        !hpo_tuner_bayes_needs_fit(srv->parts->tuner) || start_fit(srv) != 0)
+        return false;
+    if (hpo_study_tuner(srv->parts->study)->late_fit == HPO_LATE_FIT_RANDOM) {
+        hpo_log_info("worker w%" PRId64 " gets a quasi-random trial: the GP fit is "
+                     "still running (late_fit random)", w->id);
+        return false;
+    }
+    if (!fit_waiter_add(srv, w->id))
+        return false;
+    hpo_log_debug("worker w%" PRId64 " waits for the GP fit", w->id);
+    return true;
+}
+
+/* Stores the proposals of a finished GP job and serves the waiting
+ * workers, oldest first. Each proposal after the first needs a fit
+ * conditioned on the trial just handed out, so serving stops when a new
+ * fit starts. */
+static void on_fit_done(server *srv)
+{
+    char err[HPO_ERR_MAX];
+    hpo_bayes_job *job = NULL;
+    int rc = hpo_proposer_collect(srv->proposer, &job, err, sizeof err);
+    if (rc < 0)
+        log_failure("collecting a GP proposal", err);
+    if (rc <= 0)
+        return;
+    if (hpo_tuner_bayes_finish(srv->parts->tuner, &job, err, sizeof err) != 0)
+        log_failure("storing a GP proposal", err);
+
+    while (srv->n_fit_waiters > 0 && !hpo_proposer_busy(srv->proposer)) {
+        worker_slot *w = worker_find(srv, srv->fit_waiters[0].worker_id);
+        fit_waiter_remove(srv, 0);
+        if (w == NULL || w->done_sent ||
+            hpo_scheduler_worker_trial(srv->parts->scheduler, w->id) > 0)
+            continue;
+        if (srv->restarting) {
+            hpo_msg msg;
+            hpo_msg_init(&msg, HPO_MSG_NO_WORK);
+            msg.no_work.retry_ms = NO_WORK_RETRY_MS;
+            send_worker(srv, w, &msg);
+            continue;
+        }
+        hand_out(srv, w);
+    }
+}
+
+/* Sends no_work to workers that waited FIT_WAIT_MS for a fit, so that
+ * they ask again instead of registering again. */
+static void expire_fit_waits(server *srv)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < srv->n_fit_waiters;) {
+        worker_slot *w = worker_find(srv, srv->fit_waiters[i].worker_id);
+        if (w != NULL && now - srv->fit_waiters[i].since_ms < FIT_WAIT_MS) {
+            i++;
+            continue;
+        }
+        fit_waiter_remove(srv, i);
+        if (w == NULL)
+            continue;
+        hpo_log_info("worker w%" PRId64 " waited %d ms for the GP fit; it is told to "
+                     "ask again", w->id, FIT_WAIT_MS);
+        hpo_msg msg;
+        hpo_msg_init(&msg, HPO_MSG_NO_WORK);
+        msg.no_work.retry_ms = FIT_RETRY_MS;
+        send_worker(srv, w, &msg);
+    }
+}
+
 static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *ready)
 {
     char err[HPO_ERR_MAX];
@@ -454,9 +599,26 @@ static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *rea
             log_failure("re-queueing an abandoned trial", err);
     }
 
+    hand_out(srv, w);
+}
+
+/* Answers a ready of worker w: a trial, no_work or study_done, or nothing
+ * yet when w waits for a GP fit. */
+static void hand_out(server *srv, worker_slot *w)
+{
+    char err[HPO_ERR_MAX];
+    hpo_scheduler *sched = srv->parts->scheduler;
+    if (wait_for_fit(srv, w))
+        return;
+
+    /* The tuner never fits here: a proposal that needs a fit while none
+     * can run takes a quasi-random design point. */
     hpo_next_kind kind = HPO_NEXT_DONE;
     hpo_assignment a;
-    if (hpo_scheduler_next(sched, w->id, &kind, &a, err, sizeof err) != 0) {
+    hpo_tuner_bayes_set_design_only(srv->parts->tuner, true);
+    int rc = hpo_scheduler_next(sched, w->id, &kind, &a, err, sizeof err);
+    hpo_tuner_bayes_set_design_only(srv->parts->tuner, false);
+    if (rc != 0) {
         log_failure("choosing the next trial", err);
         kind = HPO_NEXT_WAIT;
     }
@@ -966,12 +1128,18 @@ int hpo_server_run(const hpo_server_options *options,
         return -1;
     }
 
+    if (hpo_proposer_start(srv.ctx, &srv.proposer, err, errlen) != 0) {
+        close_sockets(&srv);
+        return -1;
+    }
+
     while (!loop_should_end(&srv)) {
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {.socket = srv.workers_sock, .events = ZMQ_POLLIN},
             {.socket = srv.control_sock, .events = ZMQ_POLLIN},
+            {.socket = hpo_proposer_socket(srv.proposer), .events = ZMQ_POLLIN},
         };
-        if (zmq_poll(items, 2, POLL_MS) < 0) {
+        if (zmq_poll(items, 3, POLL_MS) < 0) {
             if (errno == EINTR)
                 continue;
             result = hpo_error(err, errlen, "zmq_poll failed: %s", zmq_strerror(errno));
@@ -987,13 +1155,18 @@ int hpo_server_run(const hpo_server_options *options,
             result = -1;
             break;
         }
+        if (items[2].revents & ZMQ_POLLIN)
+            on_fit_done(&srv);
+        expire_fit_waits(&srv);
         check_lost_workers(&srv);
         hpo_curve_monitor_poll(srv.workers_monitor, true);
         hpo_curve_monitor_poll(srv.control_monitor, true);
     }
 
     hpo_log_info("hpod stopping with %d workers connected", connected_count(&srv));
+    hpo_proposer_stop(&srv.proposer);
     close_sockets(&srv);
     free(srv.workers);
+    free(srv.fit_waiters);
     return result;
 }

@@ -22,6 +22,7 @@
 #ifndef HPO_TUNER_BAYES_H
 #define HPO_TUNER_BAYES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "acquisition.h"
@@ -51,6 +52,17 @@ int hpo_tuner_bayes_configure(hpo_tuner *tuner, const hpo_bayes_options *options
 
 /* Number of trials of the quasi-random design in effect. */
 int hpo_tuner_bayes_initial_trials(const hpo_tuner *tuner);
+
+/* True when the next hpo_tuner_propose() would fit the GP: the design is
+ * complete and no search result is stored for the trials known now. False
+ * for other tuners. */
+bool hpo_tuner_bayes_needs_fit(const hpo_tuner *tuner);
+
+/* While design_only is set, a proposal that would fit the GP takes the next
+ * point of the quasi-random design instead, so that a coordinator never
+ * fits on its event loop. Proposals from a stored search result are
+ * unaffected. Does nothing for other tuners. */
+void hpo_tuner_bayes_set_design_only(hpo_tuner *tuner, bool design_only);
 
 typedef struct hpo_bayes_job hpo_bayes_job;
 
