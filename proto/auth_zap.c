@@ -98,16 +98,13 @@ static void request_clear(zap_request *r)
 static void reply_send(void *rep, zap_request *r, const char *code, const char *text,
                        const char *user_id)
 {
-    char request_id[256];
-    frame_text(r, 1, request_id, sizeof request_id);
-    const char *frames[] = {"1.0", request_id, code, text, user_id};
+    /* The request id is echoed byte for byte, not as a C string. */
+    const void *frames[] = {"1.0", r->count > 1 ? zmq_msg_data(&r->frames[1]) : "",
+                            code, text, user_id};
     size_t sizes[] = {3, r->count > 1 ? zmq_msg_size(&r->frames[1]) : 0, strlen(code),
                       strlen(text), strlen(user_id)};
-    /* The request id is echoed byte for byte, not as a C string. */
-    const void *id_data = r->count > 1 ? zmq_msg_data(&r->frames[1]) : "";
     for (int i = 0; i < 5; i++) {
-        const void *data = i == 1 ? id_data : frames[i];
-        if (zmq_send(rep, data, sizes[i], ZMQ_SNDMORE) < 0)
+        if (zmq_send(rep, frames[i], sizes[i], ZMQ_SNDMORE) < 0)
             return;
     }
     zmq_send(rep, "", 0, 0);

@@ -49,9 +49,9 @@ int hpo_curve_keypair_generate(hpo_curve_keypair *pair, char *err, size_t errlen
 int hpo_curve_keypair_write(const hpo_curve_keypair *pair, const char *prefix,
                             char *err, size_t errlen);
 
-/* Reads a secret key file. Rejects a file that group or others may read
- * or write, a file without both keys, and a public key that does not
- * belong to the secret key. */
+/* Reads a secret key file. Rejects a file that gives group or others any
+ * permission (mode bits 077), a file without both keys, and a public key
+ * that does not belong to the secret key. */
 int hpo_curve_keypair_load(const char *path, hpo_curve_keypair *pair,
                            char *err, size_t errlen);
 
