@@ -4,7 +4,8 @@
 # and an existing build folder is reconfigured.
 #
 #   scripts/setup.sh           build and test dependencies
-#   scripts/setup.sh --bench   also what bench/ needs (PyTorch for comparisons)
+#   scripts/setup.sh --bench   also what bench/ needs (PyTorch, scikit-learn and
+#                              Optuna for comparisons)
 #   scripts/setup.sh --fuzz    also clang and libFuzzer for scripts/fuzz.sh
 set -euo pipefail
 
@@ -16,7 +17,7 @@ packages=(
   libcmocka-dev libdnnl-dev sqlite3 iproute2
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3 python3-torch python3-numpy python3-sklearn time)
+  packages+=(python3 python3-torch python3-numpy python3-sklearn python3-optuna time)
 fi
 if [[ "${1:-}" == "--fuzz" ]]; then
   packages+=(clang libclang-rt-14-dev libomp-dev)
