@@ -716,8 +716,10 @@ static void test_lost_worker_trial_requeued(void **state)
     worker_register(&silent, "silent", -1);
     worker_register(&live, "live", -1);
 
-    int64_t id = worker_next_trial(&silent, NULL);
+    /* Taken before the silent worker's last message (its ready), so that
+     * the loss cannot come sooner than 1000 ms after it. */
     int64_t silent_since = now_ms();
+    int64_t id = worker_next_trial(&silent, NULL);
     assert_int_equal(id, 1);
 
     /* The only trial runs, so the live worker gets no_work until the
