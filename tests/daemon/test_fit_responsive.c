@@ -6,7 +6,9 @@
  * The check is on order, not time. hpod's log, written by its event loop
  * in the order of events, must show the fit start, then the status answer
  * and the heartbeat's unknown_worker reply, then the fit's result and the
- * trial assignment. The test also receives the replies before the trial. */
+ * trial assignment. The test also receives the replies before the trial.
+ * A second test checks that late_fit "random" hands out a trial during
+ * the fit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,7 @@ typedef struct {
     char log[128];
     char workers[256];
     char control[256];
+    bool late_fit_random;  /* seed the study with late_fit "random" */
     pid_t hpod;
     void *ctx;
     void *worker_sock, *stranger_sock;
@@ -80,8 +84,14 @@ static void seed_database(const fixture *f)
 {
     char err[HPO_ERR_MAX];
     hpo_storage *storage = NULL;
-    const char *text = read_text(study_path);
-    assert_non_null(text);
+    const char *file_text = read_text(study_path);
+    assert_non_null(file_text);
+    assert_int_equal(file_text[0], '{');
+    static char text[(1 << 16) + 64];
+    strcpy(text, "{");
+    if (f->late_fit_random)
+        strcat(text, "\"tuner\": {\"late_fit\": \"random\"}, ");
+    strcat(text, file_text + 1);
     if (hpo_storage_open(f->db, true, &storage, err, sizeof err) != 0 ||
         hpo_storage_study_create(storage, "hartmann6", text, 1, 2 * SEEDED_TRIALS, err,
                                  sizeof err) != 0)
@@ -220,6 +230,26 @@ static int log_line(const fixture *f, const char *text)
     return found;
 }
 
+/* Registers the fake worker and sends ready; returns its id. */
+static void register_and_ask(fixture *f, char *worker_id, size_t size)
+{
+    hpo_msg msg, reply;
+    hpo_msg_init(&msg, HPO_MSG_REGISTER);
+    snprintf(msg.reg.host, sizeof msg.reg.host, "localhost");
+    snprintf(msg.reg.name, sizeof msg.reg.name, "fit-waiter");
+    msg.reg.pid = getpid();
+    msg.reg.threads = 1;
+    msg.reg.protocol = HPO_PROTO_VERSION;
+    send_msg(f->worker_sock, &msg);
+    expect_msg(f->worker_sock, HPO_MSG_REGISTERED, &reply);
+    snprintf(worker_id, size, "%s", reply.registered.worker_id);
+    hpo_msg_clear(&reply);
+
+    hpo_msg_init(&msg, HPO_MSG_READY);
+    snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", worker_id);
+    send_msg(f->worker_sock, &msg);
+}
+
 static void test_answers_during_fit(void **state)
 {
     fixture *f = *state;
@@ -235,21 +265,8 @@ static void test_answers_during_fit(void **state)
     assert_non_null(f->worker_sock);
     assert_non_null(f->stranger_sock);
     hpo_msg msg, reply;
-    hpo_msg_init(&msg, HPO_MSG_REGISTER);
-    snprintf(msg.reg.host, sizeof msg.reg.host, "localhost");
-    snprintf(msg.reg.name, sizeof msg.reg.name, "fit-waiter");
-    msg.reg.pid = getpid();
-    msg.reg.threads = 1;
-    msg.reg.protocol = HPO_PROTO_VERSION;
-    send_msg(f->worker_sock, &msg);
-    expect_msg(f->worker_sock, HPO_MSG_REGISTERED, &reply);
     char worker_id[HPO_NAME_MAX + 1];
-    snprintf(worker_id, sizeof worker_id, "%s", reply.registered.worker_id);
-    hpo_msg_clear(&reply);
-
-    hpo_msg_init(&msg, HPO_MSG_READY);
-    snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", worker_id);
-    send_msg(f->worker_sock, &msg);
+    register_and_ask(f, worker_id, sizeof worker_id);
 
     /* 2. Once the fit runs, the status query that hpoctl status sends and
      *    a heartbeat under an id that hpod does not know, whose answer is
@@ -323,6 +340,52 @@ static void test_answers_during_fit(void **state)
     f->hpod = 0;
 }
 
+/* With late_fit "random", the ready that starts the fit gets a
+ * quasi-random trial at once, before the fit ends. */
+static void test_late_fit_random(void **state)
+{
+    fixture *f = *state;
+    char err[HPO_ERR_MAX];
+    f->late_fit_random = true;
+    seed_database(f);
+    start_hpod(f);
+
+    f->worker_sock = hpo_transport_dealer_connect(f->ctx, f->workers, false, err, sizeof err);
+    assert_non_null(f->worker_sock);
+    char worker_id[HPO_NAME_MAX + 1];
+    register_and_ask(f, worker_id, sizeof worker_id);
+
+    hpo_msg reply;
+    expect_msg(f->worker_sock, HPO_MSG_TRIAL, &reply);
+    int64_t trial_id = reply.trial.trial_id;
+    assert_true(trial_id > SEEDED_TRIALS);
+    assert_int_equal(cJSON_GetArraySize(reply.trial.params), 6);
+    hpo_msg_clear(&reply);
+
+    /* The fit still ends and logs its result after the assignment. */
+    for (int waited = 0; log_line(f, "GP on 1000 finished trials") == 0; waited += 20) {
+        if (waited > REPLY_MS)
+            fail_msg("the GP fit did not end");
+        sleep_ms(20);
+    }
+    char assigned[64];
+    snprintf(assigned, sizeof assigned, "trial %lld assigned", (long long)trial_id);
+    int fit_started = log_line(f, "GP fit started on the proposer thread");
+    int random_given = log_line(f, "gets a quasi-random trial");
+    int trial_assigned = log_line(f, assigned);
+    int fit_done = log_line(f, "GP on 1000 finished trials");
+    fprintf(stderr, "log lines: fit started %d, quasi-random trial %d, trial assigned %d, "
+            "fit done %d\n", fit_started, random_given, trial_assigned, fit_done);
+    assert_true(fit_started > 0);
+    assert_true(random_given > fit_started);
+    assert_true(trial_assigned > random_given);
+    assert_true(fit_done > trial_assigned);
+
+    kill(f->hpod, SIGTERM);
+    waitpid(f->hpod, NULL, 0);
+    f->hpod = 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -333,6 +396,7 @@ int main(int argc, char **argv)
     study_path = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_answers_during_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_fit_random, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

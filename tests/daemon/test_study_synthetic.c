@@ -108,6 +108,54 @@ static void test_bad_fields(void **state)
                        "tuner.restarts: unknown field");
 }
 
+/* After the design, a proposal needs a fit; design_only replaces it with a
+ * design point, and a plain proposal fits and stores ranked candidates. */
+static void test_bayes_design_only(void **state)
+{
+    (void)state;
+    hpo_study *study = parse_ok(STUDY_HEAD ", \"synthetic\": true, \"tuner\": "
+                                "{\"initial_trials\": 3}}");
+    char err[256];
+    hpo_tuner *tuner = NULL;
+    assert_int_equal(hpo_tuner_create("bayes", study, 1, &tuner, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_true(!hpo_tuner_bayes_needs_fit(tuner));
+        cJSON *values = NULL;
+        assert_int_equal(hpo_tuner_propose(tuner, &values, err, sizeof err), 0);
+        double x = cJSON_GetObjectItem(values, "x")->valuedouble;
+        assert_int_equal(hpo_tuner_observe(tuner, values, NULL, (x - 1.0) * (x - 1.0),
+                                           HPO_OBSERVE_OK, err, sizeof err), 0);
+        cJSON_Delete(values);
+    }
+    assert_true(hpo_tuner_bayes_needs_fit(tuner));
+
+    /* design_only: a valid proposal, and still no stored search result. */
+    cJSON *values = NULL;
+    hpo_tuner_bayes_set_design_only(tuner, true);
+    assert_int_equal(hpo_tuner_propose(tuner, &values, err, sizeof err), 0);
+    hpo_tuner_bayes_set_design_only(tuner, false);
+    assert_non_null(cJSON_GetObjectItem(values, "x"));
+    assert_non_null(cJSON_GetObjectItem(values, "c"));
+    cJSON_Delete(values);
+    assert_true(hpo_tuner_bayes_needs_fit(tuner));
+    assert_int_equal(hpo_tuner_known_count(tuner), 4);
+
+    /* A job prepared and finished here stores the ranked candidates. */
+    hpo_bayes_job *job = NULL;
+    assert_int_equal(hpo_tuner_bayes_prepare(tuner, &job, err, sizeof err), 0);
+    assert_non_null(job);
+    assert_int_equal(hpo_bayes_job_run(job, err, sizeof err), 0);
+    assert_int_equal(hpo_tuner_bayes_finish(tuner, &job, err, sizeof err), 0);
+    assert_null(job);
+    assert_true(!hpo_tuner_bayes_needs_fit(tuner));
+    assert_int_equal(hpo_tuner_propose(tuner, &values, err, sizeof err), 0);
+    cJSON_Delete(values);
+    assert_true(hpo_tuner_bayes_needs_fit(tuner));
+
+    hpo_tuner_destroy(&tuner);
+    hpo_study_destroy(&study);
+}
+
 /* The example studies load with the parameters their objectives read. */
 static void test_examples_load(void **state)
 {
@@ -138,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_synthetic_all_active),
         cmocka_unit_test(test_tuner_fields),
         cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_bayes_design_only),
         cmocka_unit_test(test_examples_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
