@@ -57,8 +57,9 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
 void hpo_worker_service_request_stop(void);
 
 /* Command-line entry point: parses --connect, --data, --threads, --name,
- * --log-level and --help, installs SIGINT and SIGTERM handlers and runs the
- * service. Returns the process exit status. */
+ * --objective (with --objective-metric, --objective-sleep and
+ * --objective-noise), --log-level and --help, installs SIGINT and SIGTERM
+ * handlers and runs the service. Returns the process exit status. */
 int hpo_worker_service_main(int argc, char **argv);
 
 #endif
