@@ -102,22 +102,6 @@ static void col2im(const hpo_conv_geom *g, int n, const float *col, float *dx)
     }
 }
 
-static void broadcast_bias(int rows, int cols, const float *b, float *y)
-{
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * cols, b, (size_t)cols * sizeof *b);
-}
-
-static void column_sums(int rows, int cols, const float *a, float *sums)
-{
-    memset(sums, 0, (size_t)cols * sizeof *sums);
-    for (int r = 0; r < rows; r++) {
-        const float *row = a + (size_t)r * cols;
-        for (int c = 0; c < cols; c++)
-            sums[c] += row[c];
-    }
-}
-
 static void blas_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
                                 const float *w, const float *b, float *y, float *scratch)
 {
@@ -127,7 +111,7 @@ static void blas_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
     const size_t out_size = (size_t)pixels * g->out_c;
     const int chunk = chunk_images(g, n);
 
-    broadcast_bias(n * pixels, g->out_c, b, y);
+    hpo_bias_broadcast(n * pixels, g->out_c, b, y);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int m = n - i0 < chunk ? n - i0 : chunk;
         const float *col = x + i0 * in_size;
@@ -153,7 +137,7 @@ static void blas_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
     const int chunk = chunk_images(g, n);
     const int pointwise = conv_is_pointwise(g);
 
-    column_sums(n * pixels, g->out_c, dy, db);
+    hpo_column_sums(n * pixels, g->out_c, dy, db);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int m = n - i0 < chunk ? n - i0 : chunk;
         int rows = m * pixels;
@@ -183,7 +167,7 @@ static void blas_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
 static void blas_dense_forward(int n, int in, int out, const float *x, const float *w,
                                const float *b, float *y)
 {
-    broadcast_bias(n, out, b, y);
+    hpo_bias_broadcast(n, out, b, y);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, x, in, w, out,
                 1.0f, y, out);
 }
@@ -191,7 +175,7 @@ static void blas_dense_forward(int n, int in, int out, const float *x, const flo
 static void blas_dense_backward(int n, int in, int out, const float *x, const float *w,
                                 const float *dy, float *dx, float *dw, float *db)
 {
-    column_sums(n, out, dy, db);
+    hpo_column_sums(n, out, dy, db);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, n, 1.0f, x, in, dy, out,
                 0.0f, dw, out);
     if (dx != NULL)

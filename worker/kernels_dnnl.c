@@ -17,6 +17,7 @@
 
 #include "hpo/log.h"
 #include "kernels.h"
+#include "layers.h"
 
 typedef struct {
     dnnl_primitive_t primitive;
@@ -501,34 +502,18 @@ static void dnnl_pool_backward(hpo_pool_kind kind, const hpo_pool_geom *g, int n
 
 /* ---- Dense layers --------------------------------------------------------- */
 
-static void broadcast_bias(int rows, int cols, const float *b, float *y)
-{
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * cols, b, (size_t)cols * sizeof *b);
-}
-
-static void column_sums(int rows, int cols, const float *a, float *sums)
-{
-    memset(sums, 0, (size_t)cols * sizeof *sums);
-    for (int r = 0; r < rows; r++) {
-        const float *row = a + (size_t)r * cols;
-        for (int c = 0; c < cols; c++)
-            sums[c] += row[c];
-    }
-}
-
 /* dnnl_sgemm takes row-major matrices, like the BLAS backend's calls. */
 static void dnnl_dense_forward(int n, int in, int out, const float *x, const float *w,
                                const float *b, float *y)
 {
-    broadcast_bias(n, out, b, y);
+    hpo_bias_broadcast(n, out, b, y);
     dnnl_sgemm('N', 'N', n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
 }
 
 static void dnnl_dense_backward(int n, int in, int out, const float *x, const float *w,
                                 const float *dy, float *dx, float *dw, float *db)
 {
-    column_sums(n, out, dy, db);
+    hpo_column_sums(n, out, dy, db);
     dnnl_sgemm('T', 'N', in, out, n, 1.0f, x, in, dy, out, 0.0f, dw, out);
     if (dx != NULL)
         dnnl_sgemm('N', 'T', n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in);

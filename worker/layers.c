@@ -142,6 +142,22 @@ void hpo_global_avgpool_backward(int n, int pixels, int c, const float *dy, floa
         }
 }
 
+void hpo_bias_broadcast(int rows, int cols, const float *b, float *y)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * cols, b, (size_t)cols * sizeof *b);
+}
+
+void hpo_column_sums(int rows, int cols, const float *a, float *sums)
+{
+    memset(sums, 0, (size_t)cols * sizeof *sums);
+    for (int r = 0; r < rows; r++) {
+        const float *row = a + (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            sums[c] += row[c];
+    }
+}
+
 void hpo_activation_forward(hpo_activation act, size_t count, float *y)
 {
     if (act == HPO_ACT_RELU) {

@@ -30,6 +30,14 @@ void hpo_pool_backward(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const 
 void hpo_global_avgpool_forward(int n, int pixels, int c, const float *x, float *y);
 void hpo_global_avgpool_backward(int n, int pixels, int c, const float *dy, float *dx);
 
+/* Copies the bias b[cols] into every row of y[rows][cols]; a GEMM with
+ * beta = 1 then adds the product. */
+void hpo_bias_broadcast(int rows, int cols, const float *b, float *y);
+
+/* sums[c] = sum over rows of a[r][c]: the bias gradient of a layer whose
+ * output gradient is a[rows][cols]. */
+void hpo_column_sums(int rows, int cols, const float *a, float *sums);
+
 /* Applies relu or tanh in place; linear does nothing. */
 void hpo_activation_forward(hpo_activation act, size_t count, float *y);
 
