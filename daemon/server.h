@@ -1,7 +1,8 @@
-/* hpod's event loop: one zmq_poll over the workers' ROUTER socket and the
- * control ROUTER socket. Hands trials to workers that ask, stores their
- * progress and results through the scheduler, detects lost workers, and
- * answers hpoctl. Nothing in the loop waits on a peer. */
+/* hpod's event loop: one zmq_poll over the workers' ROUTER socket, the
+ * control ROUTER socket and the proposer's PAIR socket. Hands trials to
+ * workers that ask, stores their progress and results through the
+ * scheduler, detects lost workers, and answers hpoctl. Nothing in the loop
+ * waits on a peer, and GP fits run on the proposer thread (proposer.h). */
 #ifndef HPO_DAEMON_SERVER_H
 #define HPO_DAEMON_SERVER_H
 
