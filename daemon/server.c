@@ -564,8 +564,8 @@ static void expire_fit_waits(server *srv)
         fit_waiter_remove(srv, i);
         if (w == NULL)
             continue;
-        hpo_log_info("worker w%" PRId64 " waited %d ms for the GP fit; it is told to "
-                     "ask again", w->id, FIT_WAIT_MS);
+        hpo_log_info("worker w%" PRId64 " waited %d ms for the GP fit; sending no_work "
+                     "so that it asks again", w->id, FIT_WAIT_MS);
         hpo_msg msg;
         hpo_msg_init(&msg, HPO_MSG_NO_WORK);
         msg.no_work.retry_ms = FIT_RETRY_MS;
@@ -602,7 +602,7 @@ static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *rea
     hand_out(srv, w);
 }
 
-/* Answers a ready of worker w: a trial, no_work or study_done, or nothing
+/* Replies to worker w's ready with a trial, no_work or study_done, or not
  * yet when w waits for a GP fit. */
 static void hand_out(server *srv, worker_slot *w)
 {
