@@ -58,13 +58,15 @@ static void print_usage(FILE *out)
         "                        already holds the study, which then resumes\n"
         "  --db PATH             SQLite database of the study (created if absent)\n"
         "  --workers ENDPOINT    endpoint that workers connect to\n"
-        "                        (default tcp://*:5555)\n"
+        "                        (default tcp://127.0.0.1:5555; other hosts need\n"
+        "                        e.g. tcp://*:5555 with CURVE keys or --insecure)\n"
         "  --control ENDPOINT    endpoint for hpoctl (default tcp://127.0.0.1:5556)\n"
         "  --max-trials N        trials that count before the study is complete\n"
         "                        (default: the study file's budget.max_trials)\n"
         "  --seed N              seed of the tuner and the trials (default 1; a\n"
         "                        resumed study keeps its stored seed)\n"
-        "  --tuner NAME          proposal method: random or bayes (default random)\n"
+        "  --tuner NAME          proposal method: bayes (Gaussian-process Bayesian\n"
+        "                        optimization, the default) or random\n"
         "  --max-failures N      end the study as failed after N trials in a row\n"
         "                        failed on workers (default 3)\n"
         "  --heartbeat-ms MS     heartbeat interval sent to workers (default %d)\n"
@@ -139,9 +141,9 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     };
 
     *o = (hpod_options){
-        .workers_endpoint = "tcp://*:5555",
+        .workers_endpoint = "tcp://127.0.0.1:5555",
         .control_endpoint = "tcp://127.0.0.1:5556",
-        .tuner = "random",
+        .tuner = "bayes",
         .seed = 1,
         .max_failures = 3,
         .max_attempts = MAX_ATTEMPTS_DEFAULT,

@@ -269,7 +269,7 @@ int hpo_tuner_create(const char *name, const hpo_study *study, uint64_t seed,
             ops = tuner_ops[i];
     }
     if (ops == NULL)
-        return hpo_error(err, errlen, "tuner \"%s\": unknown; use \"random\"", name);
+        return hpo_error(err, errlen, "tuner \"%s\": unknown; use \"bayes\" or \"random\"", name);
 
     t = calloc(1, sizeof *t);
     if (t == NULL)

@@ -402,7 +402,7 @@ static void unknown_tuner_rejected(void **state)
     char err[HPO_ERR_MAX] = "";
 
     assert_int_equal(hpo_tuner_create("hyperband", study, 1, &tuner, err, sizeof err), -1);
-    assert_string_equal(err, "tuner \"hyperband\": unknown; use \"random\"");
+    assert_string_equal(err, "tuner \"hyperband\": unknown; use \"bayes\" or \"random\"");
     assert_null(tuner);
     hpo_tuner_destroy(&tuner);
     hpo_study_destroy(&study);
