@@ -363,6 +363,15 @@ done:
  * unless --insecure is given. */
 static int check_exposure(const hpod_options *o, char *err, size_t errlen)
 {
+    char inner[HPO_ERR_MAX];
+    if (hpo_endpoint_validate(o->workers_endpoint, inner, sizeof inner) != 0)
+        return hpo_error(err, errlen, "--workers %s", inner);
+    if (hpo_endpoint_validate(o->control_endpoint, inner, sizeof inner) != 0)
+        return hpo_error(err, errlen, "--control %s", inner);
+    if (strcmp(o->workers_endpoint, o->control_endpoint) == 0)
+        return hpo_error(err, errlen, "--workers and --control are both %s; give each its "
+                         "own endpoint", o->workers_endpoint);
+
     if ((o->curve_secret_path == NULL) != (o->authorized_keys_path == NULL))
         return hpo_error(err, errlen, "%s is missing; CURVE needs both "
                          "--curve-secret FILE and --authorized-keys FILE",

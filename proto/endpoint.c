@@ -1,6 +1,8 @@
 /* Endpoint strings: which of them only this host can reach. */
 #include "hpo/endpoint.h"
 
+#include "hpo/error.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -54,4 +56,38 @@ bool hpo_endpoint_is_local(const char *endpoint)
         return ipv6_is_loopback(host + 1);
     }
     return strcasecmp(host, "localhost") == 0 || ipv4_is_loopback(host);
+}
+
+int hpo_endpoint_validate(const char *endpoint, char *err, size_t errlen)
+{
+    static const char *const expected =
+        "expected tcp://HOST:PORT (PORT from 0 to 65535; 0 picks a free port) or ipc://PATH";
+
+    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0) {
+        const char *name = strstr(endpoint, "://") + 3;
+        if (*name == '\0')
+            return hpo_error(err, errlen, "%s: invalid endpoint, the path is empty; %s",
+                             endpoint, expected);
+        return 0;
+    }
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return hpo_error(err, errlen, "%s: invalid endpoint; %s", endpoint, expected);
+
+    const char *colon = strrchr(endpoint + 6, ':');
+    if (colon == NULL || colon == endpoint + 6)
+        return hpo_error(err, errlen, "%s: invalid endpoint, the host or port is missing; %s",
+                         endpoint, expected);
+    const char *port = colon + 1;
+    if (strcmp(port, "*") == 0)
+        return 0;
+    long value = 0;
+    for (const char *p = port; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || value > 65535)
+            return hpo_error(err, errlen, "%s: invalid port \"%s\"; %s", endpoint, port,
+                             expected);
+        value = value * 10 + (*p - '0');
+    }
+    if (*port == '\0' || value > 65535)
+        return hpo_error(err, errlen, "%s: invalid port \"%s\"; %s", endpoint, port, expected);
+    return 0;
 }

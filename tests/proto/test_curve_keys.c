@@ -403,6 +403,40 @@ static void test_endpoint_locality(void **state)
     assert_false(hpo_endpoint_is_local(NULL));
 }
 
+/* Endpoint syntax: valid forms pass, and each invalid one is rejected
+ * with a message naming the problem. */
+static void test_endpoint_validation(void **state)
+{
+    static const char *const valid[] = {
+        "tcp://127.0.0.1:5555", "tcp://127.0.0.1:0", "tcp://*:65535", "tcp://[::1]:80",
+        "tcp://127.0.0.1:*", "ipc:///tmp/hpod.sock", "inproc://x",
+    };
+    static const struct {
+        const char *endpoint, *message;
+    } invalid[] = {
+        {"tcp://127.0.0.1:99999", "invalid port \"99999\""},
+        {"tcp://127.0.0.1:65536", "invalid port \"65536\""},
+        {"tcp://127.0.0.1:", "invalid port \"\""},
+        {"tcp://127.0.0.1:55a", "invalid port \"55a\""},
+        {"tcp://5555", "the host or port is missing"},
+        {"127.0.0.1:5555", "invalid endpoint; expected tcp://HOST:PORT"},
+        {"udp://127.0.0.1:5555", "invalid endpoint; expected tcp://HOST:PORT"},
+        {"ipc://", "the path is empty"},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof valid / sizeof *valid; i++) {
+        if (hpo_endpoint_validate(valid[i], err, sizeof err) != 0)
+            fail_msg("%s rejected: %s", valid[i], err);
+    }
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+        err[0] = '\0';
+        assert_int_equal(hpo_endpoint_validate(invalid[i].endpoint, err, sizeof err), -1);
+        if (strstr(err, invalid[i].message) == NULL)
+            fail_msg("%s: message \"%s\" lacks \"%s\"", invalid[i].endpoint, err,
+                     invalid[i].message);
+    }
+}
+
 int main(void)
 {
     if (!zmq_has("curve")) {
@@ -420,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_authorized_keys_rejects_bad_lines, setup, teardown),
         cmocka_unit_test(test_role_allows_domains),
         cmocka_unit_test(test_endpoint_locality),
+        cmocka_unit_test(test_endpoint_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
