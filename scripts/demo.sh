@@ -26,6 +26,11 @@ usage() {
 
 while (($# > 0)); do
     case "$1" in
+        --study | --workers | --max-trials | --build)
+            (($# >= 2)) || { echo "demo: $1 needs a value; see scripts/demo.sh --help" >&2; exit 2; }
+            ;;
+    esac
+    case "$1" in
         --study) study=$2; shift 2 ;;
         --workers) workers=$2; shift 2 ;;
         --max-trials) max_trials=$2; shift 2 ;;
