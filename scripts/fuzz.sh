@@ -71,6 +71,9 @@ for h in "${harnesses[@]}"; do
   artifacts="$build/artifacts/$name"
   log="$build/$h.log"
   mkdir -p "$work" "$artifacts"
+  # Only inputs written by this run count; older ones stay for reference.
+  stamp="$build/$h.started"
+  touch "$stamp"
   echo "fuzz.sh: running $h for $seconds s (log: $log)"
   status=0
   "$build/tests/fuzz/$h" "$work" "tests/fuzz/corpus/$name" \
@@ -80,7 +83,7 @@ for h in "${harnesses[@]}"; do
 
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   peak=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
-  found=$(find "$artifacts" -type f | wc -l)
+  found=$(find "$artifacts" -type f -newer "$stamp" | wc -l)
   if ((status != 0)) || ((found > 0)); then
     failed=1
     verdict="FAILED (exit $status; $found inputs in $artifacts)"
