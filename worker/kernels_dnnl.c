@@ -5,9 +5,10 @@
  * Primitives are costly to create, so each (geometry, batch) pair gets its
  * primitives once and keeps them in a cache for the life of the process.
  * Activations stay in our NHWC layout, which oneDNN's AVX-512 kernels take
- * directly. Weights stay in our HWIO layout and are reordered into the
- * layout each primitive prefers (and gradients back) at every call; this
- * costs one pass over the weights, small next to the convolution.
+ * directly. Weights stay in our HWIO layout. At every call they are
+ * reordered into the layout each primitive prefers, and weight gradients
+ * back, which costs one pass over the weights, small next to the
+ * convolution.
  *
  * If oneDNN cannot create a primitive, the call falls back to the BLAS
  * kernels and logs it once per geometry. */
@@ -65,9 +66,9 @@ static dnnl_memory_t memory_new(const dnnl_memory_desc_t *md, bool own)
     return m;
 }
 
-/* Prepares a reorder from `from` to `to` unless the two layouts are equal;
- * the buffer on the side that differs from the user's layout is owned by
- * the reorder. user_is_source tells which side is the user's memory. */
+/* Prepares a reorder between the user's layout and the preferred one,
+ * unless the two are equal. The reorder owns the buffer in the preferred
+ * layout. user_is_source says whether the user's memory is the source. */
 static int reorder_init(reorder *r, const dnnl_memory_desc_t *user,
                         const dnnl_memory_desc_t *preferred, bool user_is_source)
 {
