@@ -368,7 +368,11 @@ static int check_exposure(const hpod_options *o, char *err, size_t errlen)
         return hpo_error(err, errlen, "--workers %s", inner);
     if (hpo_endpoint_validate(o->control_endpoint, inner, sizeof inner) != 0)
         return hpo_error(err, errlen, "--control %s", inner);
-    if (strcmp(o->workers_endpoint, o->control_endpoint) == 0)
+    /* Port 0 or * asks for a free port, so two such endpoints differ. */
+    size_t length = strlen(o->workers_endpoint);
+    bool any_port = length >= 2 && (strcmp(o->workers_endpoint + length - 2, ":0") == 0 ||
+                                    strcmp(o->workers_endpoint + length - 2, ":*") == 0);
+    if (!any_port && strcmp(o->workers_endpoint, o->control_endpoint) == 0)
         return hpo_error(err, errlen, "--workers and --control are both %s; give each its "
                          "own endpoint", o->workers_endpoint);
 
