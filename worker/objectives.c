@@ -193,7 +193,11 @@ static int mixed16(const cJSON *params, double *value, char *err, size_t errlen)
     f += square(log2(units) - 8.0) / 16.0;
     f += square((layers - 4) / 5.0);
     f += square((warmup - 2) / 10.0);
-    f += kernel == 3 ? 0.05 : kernel == 5 ? 0.0 : 0.2;
+    /* Kernel 5 is the optimum, 3 is close and 7 is far. */
+    if (kernel == 3)
+        f += 0.05;
+    else if (kernel != 5)
+        f += 0.2;
     f += activation_penalty[activation] + pooling_penalty[pooling] +
          normalization_penalty[normalization];
     *value = f;

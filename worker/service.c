@@ -153,9 +153,9 @@ static void expect_reply(service *s, await_kind kind, double now)
 
 /* Replaces the socket to the coordinator with a new one, dropping the
  * messages that the old one still queues. libzmq reconnects a socket by
- * itself, but a worker whose coordinator was killed just after it
- * registered was seen to stay without a connection for more than 30 s
- * (libzmq 4.3.4, IPC, busy machine); a new socket connects afresh. It also
+ * itself. Even so, a worker whose coordinator was killed just after it
+ * registered once stayed without a connection for more than 30 s (libzmq
+ * 4.3.4, IPC, busy machine), and a new socket connects afresh. It also
  * drops a TCP connection of the socket to itself. */
 static void reopen_socket(service *s, const char *why)
 {
