@@ -21,6 +21,7 @@ static const char *const type_names[HPO_MSG_TYPE_COUNT] = {
     [HPO_MSG_ERROR] = "error",
     [HPO_MSG_QUERY] = "query",
     [HPO_MSG_REPLY] = "reply",
+    [HPO_MSG_LEAVE] = "leave",
 };
 
 static const char *const status_names[HPO_PROTO_STATUS_COUNT] = {
@@ -39,6 +40,9 @@ static const char *const status_names[HPO_PROTO_STATUS_COUNT] = {
     [HPO_PROTO_UNKNOWN_COMMAND] = "unknown_command",
     [HPO_PROTO_INVALID_ARGUMENT] = "invalid_argument",
     [HPO_PROTO_PERMISSION_DENIED] = "permission_denied",
+    [HPO_PROTO_WORKER_ID_TAKEN] = "worker_id_taken",
+    [HPO_PROTO_WRONG_WORKER_KIND] = "wrong_worker_kind",
+    [HPO_PROTO_TOO_MANY_REGISTRATIONS] = "too_many_registrations",
     [HPO_PROTO_INTERNAL] = "internal",
 };
 
@@ -57,6 +61,13 @@ static const char *const command_names[HPO_QUERY_COMMAND_COUNT] = {
     [HPO_QUERY_STOP] = "stop",
 };
 
+/* Index 0, HPO_WORKER_KIND_UNKNOWN, has no wire name: the field is absent
+ * then. */
+static const char *const worker_kind_names[HPO_WORKER_KIND_COUNT] = {
+    [HPO_WORKER_KIND_CIFAR10] = "cifar10",
+    [HPO_WORKER_KIND_OBJECTIVE] = "objective",
+};
+
 #define N_ELEMENTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const char *name_lookup(const char *const *names, int count, int value)
@@ -71,7 +82,7 @@ static int name_parse(const char *const *names, int count, const char *name)
     if (name == NULL)
         return -1;
     for (int i = 0; i < count; i++) {
-        if (strcmp(names[i], name) == 0)
+        if (names[i] != NULL && strcmp(names[i], name) == 0)
             return i;
     }
     return -1;
@@ -130,6 +141,20 @@ int hpo_query_command_parse(const char *name, hpo_query_command *out)
     if (i < 0)
         return -1;
     *out = (hpo_query_command)i;
+    return 0;
+}
+
+const char *hpo_worker_kind_name(hpo_worker_kind kind)
+{
+    return name_lookup(worker_kind_names, N_ELEMENTS(worker_kind_names), (int)kind);
+}
+
+int hpo_worker_kind_parse(const char *name, hpo_worker_kind *out)
+{
+    int i = name_parse(worker_kind_names, N_ELEMENTS(worker_kind_names), name);
+    if (i < 0)
+        return -1;
+    *out = (hpo_worker_kind)i;
     return 0;
 }
 

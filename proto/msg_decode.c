@@ -57,6 +57,21 @@ static int parse_trial_status(const char *name, int *out)
     return 0;
 }
 
+static int parse_worker_kind(const char *name, int *out)
+{
+    hpo_worker_kind value;
+    if (hpo_worker_kind_parse(name, &value) != 0)
+        return -1;
+    *out = (int)value;
+    return 0;
+}
+
+/* Reads the optional session token that worker messages carry. */
+static hpo_proto_status read_token(const hpo_field_ctx *ctx, const cJSON *obj, char *out)
+{
+    return hpo_field_string(ctx, obj, "token", false, out, HPO_TOKEN_MAX);
+}
+
 static int parse_command(const char *name, int *out)
 {
     hpo_query_command value;
@@ -95,9 +110,19 @@ static hpo_proto_status decode_register(const hpo_field_ctx *ctx, cJSON *root,
         (st = read_int(ctx, root, "protocol", 1, INT32_MAX, &out->protocol)) ||
         (st = hpo_field_string(ctx, root, "name", true, out->name, HPO_NAME_MAX)) ||
         (st = hpo_field_int(ctx, root, "running_trial", false, 0, HPO_PROTO_INT_MAX,
-                            &out->running_trial)))
+                            &out->running_trial)) ||
+        (st = read_token(ctx, root, out->token)))
         return st;
     out->pid = pid;
+
+    out->kind = HPO_WORKER_KIND_UNKNOWN;
+    if (cJSON_GetObjectItemCaseSensitive(root, "kind") != NULL) {
+        int kind = 0;
+        if ((st = read_enum(ctx, root, "kind", parse_worker_kind, "cifar10 or objective",
+                            &kind)))
+            return st;
+        out->kind = (hpo_worker_kind)kind;
+    }
 
     const cJSON *pending = cJSON_GetObjectItemCaseSensitive(root, "pending_results");
     if (pending == NULL)
@@ -127,7 +152,8 @@ static hpo_proto_status decode_registered(const hpo_field_ctx *ctx, const cJSON 
 {
     hpo_proto_status st;
     if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)) ||
-        (st = read_int(ctx, root, "heartbeat_ms", 100, 3600 * 1000, &out->heartbeat_ms)))
+        (st = read_int(ctx, root, "heartbeat_ms", 100, 3600 * 1000, &out->heartbeat_ms)) ||
+        (st = read_token(ctx, root, out->token)))
         return st;
     if (out->worker_id[0] == '\0')
         return hpo_field_fail(ctx, HPO_PROTO_INVALID_VALUE, "worker_id", "must not be empty");
@@ -216,6 +242,7 @@ static hpo_proto_status decode_progress(const hpo_field_ctx *ctx, const cJSON *r
 {
     hpo_proto_status st;
     if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)) ||
+        (st = read_token(ctx, root, out->token)) ||
         (st = read_trial_id(ctx, root, &out->trial_id)) ||
         (st = read_int(ctx, root, "epoch", 1, 100000, &out->epoch)) ||
         (st = read_int(ctx, root, "epochs", 1, 100000, &out->epochs)) ||
@@ -237,7 +264,8 @@ static hpo_proto_status decode_heartbeat(const hpo_field_ctx *ctx, const cJSON *
                                          hpo_msg_heartbeat *out)
 {
     hpo_proto_status st;
-    if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)))
+    if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)) ||
+        (st = read_token(ctx, root, out->token)))
         return st;
     out->trial_id = -1;
     return hpo_field_int(ctx, root, "trial_id", false, 0, HPO_PROTO_INT_MAX, &out->trial_id);
@@ -266,6 +294,7 @@ static hpo_proto_status decode_result(const hpo_field_ctx *ctx, cJSON *root,
     int status = 0;
 
     if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)) ||
+        (st = read_token(ctx, root, out->token)) ||
         (st = read_trial_id(ctx, root, &out->trial_id)) ||
         (st = read_enum(ctx, root, "status", parse_trial_status,
                         "ok, failed or interrupted", &status)) ||
@@ -279,6 +308,26 @@ static hpo_proto_status decode_result(const hpo_field_ctx *ctx, cJSON *root,
     out->status = (hpo_trial_status)status;
     out->metrics = take(root, metrics);
     return HPO_PROTO_OK;
+}
+
+static hpo_proto_status decode_ready(const hpo_field_ctx *ctx, const cJSON *root,
+                                     hpo_msg_ready *out)
+{
+    hpo_proto_status st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id,
+                                           HPO_NAME_MAX);
+    if (st != HPO_PROTO_OK)
+        return st;
+    return read_token(ctx, root, out->token);
+}
+
+static hpo_proto_status decode_leave(const hpo_field_ctx *ctx, const cJSON *root,
+                                     hpo_msg_leave *out)
+{
+    hpo_proto_status st;
+    if ((st = hpo_field_string(ctx, root, "worker_id", true, out->worker_id, HPO_NAME_MAX)) ||
+        (st = read_token(ctx, root, out->token)))
+        return st;
+    return hpo_field_string(ctx, root, "reason", false, out->reason, HPO_REASON_MAX);
 }
 
 static hpo_proto_status decode_error(const hpo_field_ctx *ctx, const cJSON *root,
@@ -347,8 +396,7 @@ static hpo_proto_status decode_body(cJSON *root, hpo_msg *msg, char *err, size_t
     case HPO_MSG_REGISTERED:
         return decode_registered(&ctx, root, &msg->registered);
     case HPO_MSG_READY:
-        return hpo_field_string(&ctx, root, "worker_id", true, msg->ready.worker_id,
-                                HPO_NAME_MAX);
+        return decode_ready(&ctx, root, &msg->ready);
     case HPO_MSG_TRIAL:
         return decode_trial(&ctx, root, &msg->trial);
     case HPO_MSG_NO_WORK:
@@ -379,6 +427,8 @@ static hpo_proto_status decode_body(cJSON *root, hpo_msg *msg, char *err, size_t
         return decode_query(&ctx, root, &msg->query);
     case HPO_MSG_REPLY:
         return decode_reply(&ctx, root, &msg->reply);
+    case HPO_MSG_LEAVE:
+        return decode_leave(&ctx, root, &msg->leave);
     }
     return hpo_field_fail(&ctx, HPO_PROTO_UNKNOWN_TYPE, "type", "no decoder");
 }

@@ -50,6 +50,16 @@ static bool add_string(cJSON *obj, const char *name, const char *value, size_t s
 
 #define ADD_STRING(obj, name, member) add_string((obj), (name), (member), sizeof(member))
 
+/* Adds the optional token field; an empty token is left out. */
+static bool add_token(cJSON *obj, const char *token, size_t size)
+{
+    if (token[0] == '\0')
+        return true;
+    return add_string(obj, "token", token, size);
+}
+
+#define ADD_TOKEN(obj, member) add_token((obj), (member), sizeof(member))
+
 /* Copies a caller-owned tree for printing. Numbers become raw text in the
  * exact format of format_number(), because cJSON's printer would round them
  * to 15 digits: 0.30000000000000004 would arrive as 0.3, and the largest
@@ -108,6 +118,12 @@ static bool add_register(cJSON *obj, const hpo_msg_register *m)
               ADD_STRING(obj, "name", m->name);
     if (ok && m->running_trial >= 0)
         ok = add_number(obj, "running_trial", (double)m->running_trial);
+    if (ok && m->kind != HPO_WORKER_KIND_UNKNOWN) {
+        const char *kind = hpo_worker_kind_name(m->kind);
+        ok = cJSON_AddStringToObject(obj, "kind", kind != NULL ? kind : "") != NULL;
+    }
+    if (ok)
+        ok = ADD_TOKEN(obj, m->token);
     if (!ok)
         return false;
 
@@ -145,6 +161,7 @@ static bool add_trial(cJSON *obj, const hpo_msg_trial *m)
 static bool add_progress(cJSON *obj, const hpo_msg_progress *m)
 {
     return ADD_STRING(obj, "worker_id", m->worker_id) &&
+           ADD_TOKEN(obj, m->token) &&
            add_number(obj, "trial_id", (double)m->trial_id) &&
            add_number(obj, "epoch", m->epoch) &&
            add_number(obj, "epochs", m->epochs) &&
@@ -160,6 +177,7 @@ static bool add_result(cJSON *obj, const hpo_msg_result *m)
 {
     const char *status = hpo_trial_status_name(m->status);
     return ADD_STRING(obj, "worker_id", m->worker_id) &&
+           ADD_TOKEN(obj, m->token) &&
            add_number(obj, "trial_id", (double)m->trial_id) &&
            cJSON_AddStringToObject(obj, "status", status ? status : "") != NULL &&
            add_tree(obj, "metrics", m->metrics) &&
@@ -182,9 +200,11 @@ static bool add_body(cJSON *obj, const hpo_msg *msg)
         return add_register(obj, &msg->reg);
     case HPO_MSG_REGISTERED:
         return ADD_STRING(obj, "worker_id", msg->registered.worker_id) &&
-               add_number(obj, "heartbeat_ms", msg->registered.heartbeat_ms);
+               add_number(obj, "heartbeat_ms", msg->registered.heartbeat_ms) &&
+               ADD_TOKEN(obj, msg->registered.token);
     case HPO_MSG_READY:
-        return ADD_STRING(obj, "worker_id", msg->ready.worker_id);
+        return ADD_STRING(obj, "worker_id", msg->ready.worker_id) &&
+               ADD_TOKEN(obj, msg->ready.token);
     case HPO_MSG_TRIAL:
         return add_trial(obj, &msg->trial);
     case HPO_MSG_NO_WORK:
@@ -194,7 +214,8 @@ static bool add_body(cJSON *obj, const hpo_msg *msg)
     case HPO_MSG_PROGRESS:
         return add_progress(obj, &msg->progress);
     case HPO_MSG_HEARTBEAT:
-        if (!ADD_STRING(obj, "worker_id", msg->heartbeat.worker_id))
+        if (!ADD_STRING(obj, "worker_id", msg->heartbeat.worker_id) ||
+            !ADD_TOKEN(obj, msg->heartbeat.token))
             return false;
         if (msg->heartbeat.trial_id < 0)
             return cJSON_AddNullToObject(obj, "trial_id") != NULL;
@@ -222,6 +243,10 @@ static bool add_body(cJSON *obj, const hpo_msg *msg)
     case HPO_MSG_REPLY:
         return add_command(obj, msg->reply.command) &&
                add_tree(obj, "data", msg->reply.data);
+    case HPO_MSG_LEAVE:
+        return ADD_STRING(obj, "worker_id", msg->leave.worker_id) &&
+               ADD_TOKEN(obj, msg->leave.token) &&
+               ADD_STRING(obj, "reason", msg->leave.reason);
     }
     return false;
 }

@@ -31,6 +31,8 @@
 #define HPO_REASON_MAX 256     /* stop_trial.reason, shutdown.reason */
 #define HPO_MESSAGE_MAX 1024   /* error.message */
 #define HPO_ERROR_TEXT_MAX 4096 /* result.error */
+#define HPO_TOKEN_MAX 64       /* the session token of registered and of the
+                                  worker messages that follow it */
 
 /* Largest trial id or seed: integers travel as JSON numbers (doubles), which
  * hold integers exactly up to 2^53. */
@@ -59,9 +61,10 @@ typedef enum {
     HPO_MSG_ERROR,        /* any direction */
     HPO_MSG_QUERY,        /* client -> coordinator */
     HPO_MSG_REPLY,        /* coordinator -> client */
+    HPO_MSG_LEAVE,        /* worker -> coordinator: the worker exits */
 } hpo_msg_type;
 
-#define HPO_MSG_TYPE_COUNT (HPO_MSG_REPLY + 1)
+#define HPO_MSG_TYPE_COUNT (HPO_MSG_LEAVE + 1)
 
 /* Outcome of decoding, and the "code" of an `error` message. The first
  * group is what hpo_msg_decode() returns; the second group is for
@@ -87,6 +90,13 @@ typedef enum {
     HPO_PROTO_PERMISSION_DENIED, /* "permission_denied": the command changes
                                     the study and the client's key lacks
                                     the admin role */
+    HPO_PROTO_WORKER_ID_TAKEN,  /* "worker_id_taken": the worker id or
+                                   registration belongs to another peer,
+                                   whose token or CURVE key differs */
+    HPO_PROTO_WRONG_WORKER_KIND, /* "wrong_worker_kind": the worker cannot
+                                    run this study's trials */
+    HPO_PROTO_TOO_MANY_REGISTRATIONS, /* "too_many_registrations": the peer
+                                         registered too often recently */
     HPO_PROTO_INTERNAL,         /* "internal": the coordinator failed */
 } hpo_proto_status;
 
@@ -97,6 +107,17 @@ typedef enum {
     HPO_TRIAL_FAILED,      /* "failed": cannot be built, diverged, ... */
     HPO_TRIAL_INTERRUPTED, /* "interrupted": stop_trial, shutdown or signal */
 } hpo_trial_status;
+
+/* What a worker runs, from register.kind. A study with "synthetic": true
+ * needs objective workers, every other study cifar10 workers. */
+typedef enum {
+    HPO_WORKER_KIND_UNKNOWN = 0, /* register.kind absent: not checked */
+    HPO_WORKER_KIND_CIFAR10,     /* "cifar10": trains the model on CIFAR-10 */
+    HPO_WORKER_KIND_OBJECTIVE,   /* "objective": evaluates a synthetic
+                                    objective (hpo-worker --objective) */
+} hpo_worker_kind;
+
+#define HPO_WORKER_KIND_COUNT (HPO_WORKER_KIND_OBJECTIVE + 1)
 
 typedef enum {
     HPO_QUERY_BEST = 0,
@@ -128,15 +149,25 @@ typedef struct {
     int64_t running_trial;          /* -1 when idle; optional on the wire */
     int n_pending;                  /* 0 .. HPO_PENDING_MAX */
     int64_t pending_results[HPO_PENDING_MAX]; /* trial ids of unacked results */
+    hpo_worker_kind kind;           /* optional; HPO_WORKER_KIND_UNKNOWN when
+                                       absent */
+    char token[HPO_TOKEN_MAX + 1];  /* optional: the token of the worker's
+                                       previous registration, which lets
+                                       this one replace it; "" when none */
 } hpo_msg_register;
 
 typedef struct {
     char worker_id[HPO_NAME_MAX + 1];
     int heartbeat_ms;               /* >= 100 */
+    char token[HPO_TOKEN_MAX + 1];  /* session token; optional on the wire */
 } hpo_msg_registered;
 
+/* Every worker message after `registered` carries the worker id and the
+ * session token of that registration. The token is optional on the wire,
+ * and "" when absent; hpod rejects a message whose token does not match. */
 typedef struct {
     char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1];
 } hpo_msg_ready;
 
 typedef struct {
@@ -154,6 +185,7 @@ typedef struct {
 /* The fields of hpo_epoch_metrics (trainer.h) for one epoch. */
 typedef struct {
     char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1];
     int64_t trial_id;
     int epoch;                      /* 1 .. epochs */
     int epochs;                     /* >= 1 */
@@ -166,11 +198,13 @@ typedef struct {
 
 typedef struct {
     char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1];
     int64_t trial_id;               /* -1 when idle; JSON null on the wire */
 } hpo_msg_heartbeat;
 
 typedef struct {
     char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1];
     int64_t trial_id;
     hpo_trial_status status;
     cJSON *metrics;                 /* object: name -> finite number or null */
@@ -191,6 +225,14 @@ typedef struct {
 typedef struct {
     char reason[HPO_REASON_MAX + 1]; /* optional; "" when absent */
 } hpo_msg_shutdown;
+
+/* Sent by a worker that exits cleanly, so that the coordinator drops it at
+ * once instead of waiting for its heartbeats to stop. */
+typedef struct {
+    char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1];
+    char reason[HPO_REASON_MAX + 1]; /* optional; "" when absent */
+} hpo_msg_leave;
 
 typedef struct {
     hpo_proto_status code;          /* any value but HPO_PROTO_OK */
@@ -232,6 +274,7 @@ typedef struct {
         hpo_msg_error error;
         hpo_msg_query query;
         hpo_msg_reply reply;
+        hpo_msg_leave leave;
     };
 } hpo_msg;
 
@@ -271,6 +314,8 @@ const char *hpo_trial_status_name(hpo_trial_status status);
 int hpo_trial_status_parse(const char *name, hpo_trial_status *out);
 const char *hpo_query_command_name(hpo_query_command command);
 int hpo_query_command_parse(const char *name, hpo_query_command *out);
+const char *hpo_worker_kind_name(hpo_worker_kind kind); /* NULL for UNKNOWN */
+int hpo_worker_kind_parse(const char *name, hpo_worker_kind *out);
 
 /* Builds an `error` message: code and a printf-style text, truncated to
  * HPO_MESSAGE_MAX bytes. */
