@@ -13,6 +13,7 @@
 
 #include "control.h"
 #include "proposer.h"
+#include "server_identity.h"
 #include "hpo/auth.h"
 #include "hpo/error.h"
 #include "hpo/log.h"
@@ -64,6 +65,10 @@ typedef struct {
     int64_t last_seen_ms;
     bool connected;
     bool done_sent;                /* study_done or shutdown was sent */
+    char token[HPO_TOKEN_MAX + 1]; /* session token sent in registered; every
+                                      later message must present it */
+    char public_key[HPO_CURVE_KEY_CHARS + 1]; /* with CURVE: the key that
+                                      registered; "" without CURVE */
 } worker_slot;
 
 typedef struct {
@@ -78,6 +83,7 @@ typedef struct {
 
     worker_slot *workers;
     size_t n_workers, workers_capacity;
+    hpo_register_limiter register_limiter; /* registrations per peer */
 
     /* GP fits run on the proposer thread. Workers whose ready arrived
      * during a fit wait here, oldest first, unless the study's late_fit
@@ -142,30 +148,26 @@ static worker_slot *worker_find(server *srv, int64_t id)
     return NULL;
 }
 
-static worker_slot *worker_find_peer(server *srv, const hpo_peer *peer)
+/* True when w is connected and is the sender of a new registration: the
+ * same peer, or the same host, pid and name. */
+static bool worker_is_same(const worker_slot *w, const hpo_peer *peer,
+                           const hpo_msg_register *reg)
 {
-    for (size_t i = 0; i < srv->n_workers; i++) {
-        worker_slot *w = &srv->workers[i];
-        if (w->connected && w->peer.size == peer->size &&
-            memcmp(w->peer.id, peer->id, peer->size) == 0)
-            return w;
-    }
-    return NULL;
+    if (!w->connected)
+        return false;
+    if (w->peer.size == peer->size && memcmp(w->peer.id, peer->id, peer->size) == 0)
+        return true;
+    return w->pid == reg->pid && strcmp(w->host, reg->host) == 0 &&
+           strcmp(w->name, reg->name) == 0;
 }
 
-/* Finds a connected worker with this peer, or with the same host, pid and
- * name as a new registration. */
-static worker_slot *worker_find_same(server *srv, const hpo_peer *peer,
-                                     const hpo_msg_register *reg)
+/* True when the sender of a message presents worker w's session token and,
+ * with CURVE, connects with the key that registered w. */
+static bool worker_credentials_match(const worker_slot *w, const hpo_peer *peer,
+                                     const char *token)
 {
-    worker_slot *w = worker_find_peer(srv, peer);
-    for (size_t i = 0; w == NULL && i < srv->n_workers; i++) {
-        worker_slot *other = &srv->workers[i];
-        if (other->connected && other->pid == reg->pid &&
-            strcmp(other->host, reg->host) == 0 && strcmp(other->name, reg->name) == 0)
-            w = other;
-    }
-    return w;
+    return hpo_worker_token_equal(w->token, token) &&
+           strcmp(w->public_key, peer->public_key) == 0;
 }
 
 static worker_slot *worker_add(server *srv)
@@ -318,6 +320,71 @@ static void send_restart_notice(server *srv, const hpo_peer *peer)
     send_to(srv->workers_sock, peer, &msg, hpo_peer_format(peer, who, sizeof who));
 }
 
+/* Rejects a message that claims worker w's id or registration without w's
+ * session token or CURVE key: logs both peers and replies
+ * worker_id_taken. */
+static void reject_claim(server *srv, const worker_slot *w, const hpo_peer *peer,
+                         const char *token, const char *type)
+{
+    char rightful[HPO_PRINCIPAL_MAX + 128], claimant[HPO_PRINCIPAL_MAX + 128];
+    hpo_peer_describe(&w->peer, rightful, sizeof rightful);
+    hpo_peer_describe(peer, claimant, sizeof claimant);
+    const char *mismatch = !hpo_worker_token_equal(w->token, token)
+                               ? (token[0] ? "a wrong session token" : "no session token")
+                               : "another CURVE key";
+    hpo_log_limited("worker_id_taken", 5, HPO_LOG_WARN, "%s claiming worker w%" PRId64
+                    " (%s, pid %" PRId64 ") rejected: it came from %s with %s, and w%"
+                    PRId64 " is registered to %s", type, w->id, w->host, w->pid,
+                    claimant, mismatch, w->id, rightful);
+
+    char text[256];
+    snprintf(text, sizeof text, "worker w%" PRId64 " (%.64s, pid %" PRId64 ") is "
+             "registered to another connection, and this %s has %s; a worker "
+             "presents the token of its own registration", w->id, w->name, w->pid,
+             type, mismatch);
+    send_error(srv->workers_sock, peer, HPO_PROTO_WORKER_ID_TAKEN, text);
+}
+
+/* Applies the per-peer registration limit; replies too_many_registrations
+ * and returns false when the peer is over it. */
+static bool register_allowed(server *srv, const hpo_peer *peer, const hpo_msg_register *reg)
+{
+    char principal[HPO_PRINCIPAL_MAX + 1];
+    hpo_peer_principal(peer, principal, sizeof principal);
+    int64_t retry_ms = 0;
+    if (hpo_register_limiter_allow(&srv->register_limiter, principal, now_ms(), &retry_ms))
+        return true;
+
+    hpo_log_limited("register_limit", 5, HPO_LOG_WARN, "register from %s (%s, pid %"
+                    PRId64 ") rejected: this peer made %d registrations within %d ms, "
+                    "the limit per peer; it may retry in %" PRId64 " ms", principal,
+                    reg->host, reg->pid, HPO_REGISTER_LIMIT, HPO_REGISTER_WINDOW_MS,
+                    retry_ms);
+    char text[160];
+    snprintf(text, sizeof text, "this peer made %d registrations within %d ms, the "
+             "limit per peer; register again in %" PRId64 " ms", HPO_REGISTER_LIMIT,
+             HPO_REGISTER_WINDOW_MS, retry_ms);
+    send_error(srv->workers_sock, peer, HPO_PROTO_TOO_MANY_REGISTRATIONS, text);
+    return false;
+}
+
+/* Rejects a worker whose kind cannot run the study's trials, replying
+ * wrong_worker_kind. */
+static bool worker_kind_allowed(server *srv, const hpo_peer *peer,
+                                const hpo_msg_register *reg)
+{
+    char text[HPO_MESSAGE_MAX + 1];
+    const hpo_study *study = srv->parts->study;
+    if (hpo_worker_kind_check(hpo_study_name(study), hpo_study_synthetic(study), reg->kind,
+                              text, sizeof text) == 0)
+        return true;
+    hpo_log_limited("worker_kind", 5, HPO_LOG_WARN, "register from %s on %s (pid %"
+                    PRId64 ", kind %s) rejected: %s", reg->name, reg->host, reg->pid,
+                    hpo_worker_kind_name(reg->kind), text);
+    send_error(srv->workers_sock, peer, HPO_PROTO_WRONG_WORKER_KIND, text);
+    return false;
+}
+
 static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_register *reg)
 {
     char err[HPO_ERR_MAX];
@@ -328,14 +395,35 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
         send_restart_notice(srv, peer);
         return;
     }
+    if (!register_allowed(srv, peer, reg) || !worker_kind_allowed(srv, peer, reg))
+        return;
 
     /* A worker registers again when its coordinator vanished, when it was
-     * sent unknown_worker or when it opened a new socket. It gives up its
-     * old identity, and its trial is queued again so that the new
-     * registration can adopt it below. */
-    worker_slot *old;
-    while ((old = worker_find_same(srv, peer, reg)) != NULL)
-        lose_worker(srv, old, "registered again", false);
+     * sent unknown_worker or when it opened a new socket. It may replace
+     * its earlier registration only with that registration's token (and,
+     * with CURVE, key), so that no peer can take over another worker by
+     * sending its host, pid and name. The replaced worker's trial is
+     * queued again so that the new registration can adopt it below. */
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        worker_slot *old = &srv->workers[i];
+        if (worker_is_same(old, peer, reg) &&
+            !worker_credentials_match(old, peer, reg->token)) {
+            reject_claim(srv, old, peer, reg->token, "register");
+            return;
+        }
+    }
+    for (size_t i = 0; i < srv->n_workers; i++) {
+        if (worker_is_same(&srv->workers[i], peer, reg))
+            lose_worker(srv, &srv->workers[i], "registered again", false);
+    }
+
+    char token[HPO_TOKEN_MAX + 1];
+    if (hpo_worker_token_new(token, err, sizeof err) != 0) {
+        log_failure("making a session token", err);
+        send_error(srv->workers_sock, peer, HPO_PROTO_INTERNAL,
+                   "the coordinator could not make a session token");
+        return;
+    }
 
     int64_t id = 0;
     if (hpo_storage_worker_add(srv->parts->storage, reg->host, reg->pid,
@@ -359,9 +447,15 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
     w->threads = reg->threads;
     w->last_seen_ms = now_ms();
     w->connected = true;
+    snprintf(w->token, sizeof w->token, "%s", token);
+    snprintf(w->public_key, sizeof w->public_key, "%s", peer->public_key);
+    char who[HPO_PRINCIPAL_MAX + 128];
     hpo_log_info("worker w%" PRId64 " registered: %s on %s, pid %" PRId64
-                 ", %d threads%s", id, reg->name[0] ? reg->name : "(unnamed)",
-                 reg->host, reg->pid, reg->threads,
+                 ", %d threads, kind %s, from %s%s", id,
+                 reg->name[0] ? reg->name : "(unnamed)", reg->host, reg->pid,
+                 reg->threads, reg->kind != HPO_WORKER_KIND_UNKNOWN
+                                   ? hpo_worker_kind_name(reg->kind) : "not given",
+                 hpo_peer_describe(peer, who, sizeof who),
                  reg->n_pending > 0 ? ", with unacknowledged results" : "");
 
     hpo_msg msg;
@@ -369,6 +463,7 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
     snprintf(msg.registered.worker_id, sizeof msg.registered.worker_id,
              "w%" PRId64, id);
     msg.registered.heartbeat_ms = srv->options->heartbeat_ms;
+    snprintf(msg.registered.token, sizeof msg.registered.token, "%s", token);
     send_worker(srv, w, &msg);
 
     /* A worker that kept training through a coordinator restart keeps its
@@ -402,10 +497,14 @@ static bool unknown_replied_recently(server *srv, const hpo_peer *peer)
     return false;
 }
 
-/* Finds the sender of a message that names a worker id; replies
- * unknown_worker when the id is not registered here. */
+/* Finds the sender of a message that names a worker id and its session
+ * token. Replies unknown_worker when the id is not registered here, and
+ * worker_id_taken when the token or CURVE key is not the registration's.
+ * A sender with the right credentials on a new connection moves the
+ * worker's routing to it. */
 static worker_slot *known_worker(server *srv, const hpo_peer *peer,
-                                 const char *worker_id, const char *type)
+                                 const char *worker_id, const char *token,
+                                 const char *type)
 {
     worker_slot *w = worker_find(srv, worker_id_parse(worker_id));
     if (w == NULL) {
@@ -420,6 +519,10 @@ static worker_slot *known_worker(server *srv, const hpo_peer *peer,
         hpo_log_limited("unknown_worker", 5, HPO_LOG_WARN, "%s from %s: %s",
                         type, worker_id, text);
         send_error(srv->workers_sock, peer, HPO_PROTO_UNKNOWN_WORKER, text);
+        return NULL;
+    }
+    if (!worker_credentials_match(w, peer, token)) {
+        reject_claim(srv, w, peer, token, type);
         return NULL;
     }
     w->peer = *peer;
@@ -576,7 +679,7 @@ static void expire_fit_waits(server *srv)
 static void on_ready(server *srv, const hpo_peer *peer, const hpo_msg_ready *ready)
 {
     char err[HPO_ERR_MAX];
-    worker_slot *w = known_worker(srv, peer, ready->worker_id, "ready");
+    worker_slot *w = known_worker(srv, peer, ready->worker_id, ready->token, "ready");
     if (w == NULL)
         return;
     if (srv->restarting) {
@@ -645,7 +748,7 @@ static void hand_out(server *srv, worker_slot *w)
 static void on_progress(server *srv, const hpo_peer *peer, const hpo_msg_progress *p)
 {
     char err[HPO_ERR_MAX];
-    worker_slot *w = known_worker(srv, peer, p->worker_id, "progress");
+    worker_slot *w = known_worker(srv, peer, p->worker_id, p->token, "progress");
     if (w == NULL)
         return;
     if (srv->restarting) {
@@ -690,7 +793,7 @@ static void on_progress(server *srv, const hpo_peer *peer, const hpo_msg_progres
 static void on_result(server *srv, const hpo_peer *peer, const hpo_msg_result *res)
 {
     char err[HPO_ERR_MAX];
-    worker_slot *w = known_worker(srv, peer, res->worker_id, "result");
+    worker_slot *w = known_worker(srv, peer, res->worker_id, res->token, "result");
     if (w == NULL)
         return;
 
@@ -735,6 +838,36 @@ static void on_result(server *srv, const hpo_peer *peer, const hpo_msg_result *r
         send_stop_trial(srv, second, res->trial_id, "another worker finished it");
 }
 
+/* Drops a worker that exits cleanly, so that `hpoctl status` stops listing
+ * it at once. A trial still assigned to it is queued again without
+ * counting an attempt. No reply, because the worker is closing its
+ * socket. */
+static void on_leave(server *srv, const hpo_peer *peer, const hpo_msg_leave *leave)
+{
+    char err[HPO_ERR_MAX];
+    worker_slot *w = worker_find(srv, worker_id_parse(leave->worker_id));
+    if (w == NULL) {
+        hpo_log_debug("leave from worker %s ignored: it is not registered",
+                      leave->worker_id);
+        return;
+    }
+    if (!worker_credentials_match(w, peer, leave->token)) {
+        reject_claim(srv, w, peer, leave->token, "leave");
+        return;
+    }
+
+    const char *reason = leave->reason[0] ? leave->reason : "no reason given";
+    w->connected = false;
+    hpo_log_info("worker w%" PRId64 " (%s, pid %" PRId64 ") left: %s", w->id, w->host,
+                 w->pid, reason);
+    if (hpo_storage_event(srv->parts->storage, w->id, 0, "left", reason, err,
+                          sizeof err) != 0)
+        log_failure("recording that a worker left", err);
+    if (hpo_scheduler_worker_lost(srv->parts->scheduler, w->id, "its worker left",
+                                  false, err, sizeof err) != 0)
+        log_failure("re-queueing the trial of a worker that left", err);
+}
+
 static void on_worker_message(server *srv, const hpo_peer *peer, const hpo_msg *msg)
 {
     switch (msg->type) {
@@ -748,10 +881,14 @@ static void on_worker_message(server *srv, const hpo_peer *peer, const hpo_msg *
         on_progress(srv, peer, &msg->progress);
         break;
     case HPO_MSG_HEARTBEAT:
-        known_worker(srv, peer, msg->heartbeat.worker_id, "heartbeat");
+        known_worker(srv, peer, msg->heartbeat.worker_id, msg->heartbeat.token,
+                     "heartbeat");
         break;
     case HPO_MSG_RESULT:
         on_result(srv, peer, &msg->result);
+        break;
+    case HPO_MSG_LEAVE:
+        on_leave(srv, peer, &msg->leave);
         break;
     case HPO_MSG_ERROR:
         hpo_log_limited("worker_error", 5, HPO_LOG_WARN, "a worker reported "

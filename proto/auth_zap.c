@@ -93,21 +93,47 @@ static void request_clear(zap_request *r)
     r->count = 0;
 }
 
-/* Sends the reply: version, request id, status code and text, user id and
- * empty metadata. */
-static void reply_send(void *rep, zap_request *r, const char *code, const char *text,
-                       const char *user_id)
+/* Encodes one ZMTP metadata property (ZeroMQ RFC 23): a 1-byte name
+ * length, the name, a 4-byte big-endian value length and the value.
+ * Returns the bytes written, 0 when buf is too small. */
+static size_t metadata_property(unsigned char *buf, size_t size, const char *name,
+                                const char *value)
 {
+    size_t name_len = strlen(name), value_len = strlen(value);
+    if (name_len > 255 || 1 + name_len + 4 + value_len > size)
+        return 0;
+    size_t n = 0;
+    buf[n++] = (unsigned char)name_len;
+    memcpy(buf + n, name, name_len);
+    n += name_len;
+    buf[n++] = (unsigned char)(value_len >> 24);
+    buf[n++] = (unsigned char)(value_len >> 16);
+    buf[n++] = (unsigned char)(value_len >> 8);
+    buf[n++] = (unsigned char)value_len;
+    memcpy(buf + n, value, value_len);
+    return n + value_len;
+}
+
+/* Sends the reply: version, request id, status code and text, user id and
+ * metadata. An admitted client's metadata holds its public key (key is
+ * NULL for a rejection, whose metadata is empty). */
+static void reply_send(void *rep, zap_request *r, const char *code, const char *text,
+                       const char *user_id, const char *key)
+{
+    unsigned char metadata[64];
+    size_t metadata_size = key != NULL ? metadata_property(metadata, sizeof metadata,
+                                                           HPO_ZAP_PUBLIC_KEY_PROPERTY,
+                                                           key)
+                                       : 0;
     /* The request id is echoed byte for byte, not as a C string. */
     const void *frames[] = {"1.0", r->count > 1 ? zmq_msg_data(&r->frames[1]) : "",
-                            code, text, user_id};
+                            code, text, user_id, metadata};
     size_t sizes[] = {3, r->count > 1 ? zmq_msg_size(&r->frames[1]) : 0, strlen(code),
-                      strlen(text), strlen(user_id)};
-    for (int i = 0; i < 5; i++) {
-        if (zmq_send(rep, frames[i], sizes[i], ZMQ_SNDMORE) < 0)
+                      strlen(text), strlen(user_id), metadata_size};
+    for (int i = 0; i < 6; i++) {
+        if (zmq_send(rep, frames[i], sizes[i], i < 5 ? ZMQ_SNDMORE : 0) < 0)
             return;
     }
-    zmq_send(rep, "", 0, 0);
 }
 
 /* Decides one request and replies to it. */
@@ -125,7 +151,7 @@ static void handle_request(hpo_zap_handler *h, zap_request *r)
                         "invalid ZAP request (version \"%s\", %d frames) rejected",
                         version, r->count);
         atomic_fetch_add(&h->rejected, 1);
-        reply_send(h->rep, r, "500", "invalid ZAP request", "");
+        reply_send(h->rep, r, "500", "invalid ZAP request", "", NULL);
         return;
     }
     if (strcmp(mechanism, "CURVE") != 0 || r->count != REQUEST_FRAMES || r->too_many ||
@@ -134,7 +160,7 @@ static void handle_request(hpo_zap_handler *h, zap_request *r)
                         "rejected %s on the %s endpoint: mechanism %s, expected CURVE "
                         "with a 32-byte public key", peer, domain, mechanism);
         atomic_fetch_add(&h->rejected, 1);
-        reply_send(h->rep, r, "400", "CURVE required", "");
+        reply_send(h->rep, r, "400", "CURVE required", "", NULL);
         return;
     }
 
@@ -146,7 +172,7 @@ static void handle_request(hpo_zap_handler *h, zap_request *r)
                         "rejected key %s from %s on the %s endpoint: it is not in the "
                         "authorized keys", key, peer, domain);
         atomic_fetch_add(&h->rejected, 1);
-        reply_send(h->rep, r, "400", "key not authorized", "");
+        reply_send(h->rep, r, "400", "key not authorized", "", NULL);
         return;
     }
     if (!hpo_auth_role_allows(role, domain)) {
@@ -155,14 +181,14 @@ static void handle_request(hpo_zap_handler *h, zap_request *r)
                         "may not connect there", key, hpo_auth_role_name(role), peer,
                         domain, hpo_auth_role_name(role));
         atomic_fetch_add(&h->rejected, 1);
-        reply_send(h->rep, r, "400", "role not allowed on this endpoint", "");
+        reply_send(h->rep, r, "400", "role not allowed on this endpoint", "", NULL);
         return;
     }
 
     hpo_log(strcmp(domain, HPO_ZAP_DOMAIN_WORKERS) == 0 ? HPO_LOG_INFO : HPO_LOG_DEBUG,
             "admitted key %s (role %s) from %s on the %s endpoint", key,
             hpo_auth_role_name(role), peer, domain);
-    reply_send(h->rep, r, "200", "OK", hpo_auth_role_name(role));
+    reply_send(h->rep, r, "200", "OK", hpo_auth_role_name(role), key);
 }
 
 static void *handler_main(void *arg)

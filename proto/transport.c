@@ -9,6 +9,7 @@
 
 #include <zmq.h>
 
+#include "hpo/auth.h"
 #include "hpo/error.h"
 
 /* ZMTP heartbeats: a TCP peer that sends nothing, not even a heartbeat, for
@@ -259,6 +260,8 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
     /* 1. On a ROUTER socket the first frame is the sender's routing id. */
     if (peer != NULL) {
         peer->user_id[0] = '\0';
+        peer->public_key[0] = '\0';
+        peer->address[0] = '\0';
         size_t size = zmq_msg_size(&frame);
         peer->size = size < sizeof peer->id ? size : sizeof peer->id;
         memcpy(peer->id, zmq_msg_data(&frame), peer->size);
@@ -288,9 +291,14 @@ hpo_recv_result hpo_transport_recv_msg(void *sock, hpo_peer *peer, int timeout_m
 
     /* The ROUTER makes the routing id frame itself; the body frame carries
      * the connection's metadata, the ZAP User-Id included. */
-    const char *user_id = peer != NULL ? zmq_msg_gets(&frame, "User-Id") : NULL;
-    if (user_id != NULL)
-        snprintf(peer->user_id, sizeof peer->user_id, "%s", user_id);
+    if (peer != NULL) {
+        const char *user_id = zmq_msg_gets(&frame, "User-Id");
+        const char *key = zmq_msg_gets(&frame, HPO_ZAP_PUBLIC_KEY_PROPERTY);
+        const char *address = zmq_msg_gets(&frame, "Peer-Address");
+        snprintf(peer->user_id, sizeof peer->user_id, "%s", user_id != NULL ? user_id : "");
+        snprintf(peer->public_key, sizeof peer->public_key, "%s", key != NULL ? key : "");
+        snprintf(peer->address, sizeof peer->address, "%s", address != NULL ? address : "");
+    }
 
     /* 3. The body. */
     hpo_proto_status st = hpo_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame),

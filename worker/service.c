@@ -49,6 +49,12 @@
  * register reaches the next coordinator rather than the stopping one. */
 #define RESTART_WAIT_MS 1000
 
+/* Wait before registering again after the coordinator rejected a register
+ * with worker_id_taken (an earlier registration of this worker, whose
+ * token it never received, is still live there; it expires after the
+ * coordinator's --lost-after heartbeats) or with too_many_registrations. */
+#define REGISTER_REJECTED_RETRY_MS 1000
+
 /* Number of stop requests: the first stops the trial after its epoch, the
  * second makes the service exit without waiting for the epoch to end. */
 static volatile sig_atomic_t stop_requests;
@@ -72,6 +78,9 @@ typedef struct {
 
     bool registered;
     char worker_id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1]; /* session token of the last registration;
+                                      kept after it ends, so that the next
+                                      register may replace it */
     int heartbeat_ms;
     await_kind awaiting;
     double awaiting_since;
@@ -92,8 +101,12 @@ typedef struct {
     int acked;
 
     bool exiting;
+    char exit_reason[HPO_REASON_MAX + 1]; /* sent in `leave` */
     double exit_deadline;  /* 0 until the service waits for its last acks */
-    int failed;            /* set when the socket fails: return -1 */
+    int failed;            /* set when the socket fails or the coordinator
+                              rejects the worker: return -1 */
+    char rejection[HPO_MESSAGE_MAX + 1]; /* the coordinator's reason when it
+                              rejected the worker; "" otherwise */
 } service;
 
 static double now_seconds(void)
@@ -180,6 +193,9 @@ static void send_register(service *s, double now)
     msg.reg.threads = s->threads;
     msg.reg.protocol = HPO_PROTO_VERSION;
     snprintf(msg.reg.name, sizeof msg.reg.name, "%s", s->name);
+    msg.reg.kind = s->opt->objective != NULL ? HPO_WORKER_KIND_OBJECTIVE
+                                             : HPO_WORKER_KIND_CIFAR10;
+    snprintf(msg.reg.token, sizeof msg.reg.token, "%s", s->token);
     msg.reg.running_trial = s->trial != NULL ? hpo_service_trial_id(s->trial) : -1;
     msg.reg.n_pending = s->n_pending;
     for (int i = 0; i < s->n_pending; i++)
@@ -218,6 +234,7 @@ static void send_pending(service *s, double now)
         hpo_msg_init(&msg, HPO_MSG_RESULT);
         msg.result = s->pending[i];
         snprintf(msg.result.worker_id, sizeof msg.result.worker_id, "%s", s->worker_id);
+        snprintf(msg.result.token, sizeof msg.result.token, "%s", s->token);
         send_msg(s, &msg);
         hpo_log_info("result of trial %lld sent: %s after %d epochs in %.1f s%s%s",
                      (long long)msg.result.trial_id, hpo_trial_status_name(msg.result.status),
@@ -265,8 +282,10 @@ static void reject_trial(service *s, int64_t trial_id, const char *why, double n
 
 static void begin_exit(service *s, const char *reason)
 {
-    if (!s->exiting)
+    if (!s->exiting) {
         hpo_log_info("stopping: %s", reason);
+        snprintf(s->exit_reason, sizeof s->exit_reason, "%s", reason);
+    }
     s->exiting = true;
     if (s->trial != NULL && !hpo_service_trial_stop_requested(s->trial)) {
         hpo_log_info("trial %lld: stopping after the current epoch",
@@ -336,6 +355,15 @@ static void handle_error(service *s, const hpo_msg_error *e, double now)
                     hpo_proto_status_name(e->code), e->message);
     if (e->code == HPO_PROTO_UNKNOWN_WORKER) {
         send_register(s, now);
+    } else if (e->code == HPO_PROTO_WORKER_ID_TAKEN ||
+               e->code == HPO_PROTO_TOO_MANY_REGISTRATIONS) {
+        s->registered = false;
+        s->awaiting = AWAIT_NONE;
+        s->register_at = now + REGISTER_REJECTED_RETRY_MS / 1000.0;
+        hpo_log_info("registering again in %d ms", REGISTER_REJECTED_RETRY_MS);
+    } else if (e->code == HPO_PROTO_WRONG_WORKER_KIND) {
+        snprintf(s->rejection, sizeof s->rejection, "%s", e->message);
+        s->failed = 1;
     } else if (e->code == HPO_PROTO_BAD_VERSION) {
         hpo_log_error("the coordinator does not speak protocol version %d; "
                       "install matching versions of hpod and hpo-worker", HPO_PROTO_VERSION);
@@ -388,6 +416,7 @@ static void handle_message(service *s, const hpo_msg *msg, double now)
     case HPO_MSG_REGISTERED:
         s->registered = true;
         snprintf(s->worker_id, sizeof s->worker_id, "%s", msg->registered.worker_id);
+        snprintf(s->token, sizeof s->token, "%s", msg->registered.token);
         s->heartbeat_ms = msg->registered.heartbeat_ms;
         s->awaiting = AWAIT_NONE;
         hpo_log_info("registered with %s as worker %s (heartbeat every %d ms)",
@@ -478,6 +507,7 @@ static void service_trial_events(service *s, double now)
             msg.progress = progress[i];
             snprintf(msg.progress.worker_id, sizeof msg.progress.worker_id, "%s",
                      s->worker_id);
+            snprintf(msg.progress.token, sizeof msg.progress.token, "%s", s->token);
             hpo_log_info("trial %lld epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f "
                          "val_accuracy %.4f (%.1f s)", (long long)progress[i].trial_id,
                          progress[i].epoch, progress[i].epochs, progress[i].loss,
@@ -518,6 +548,7 @@ static void drive(service *s, double now)
         hpo_msg msg;
         hpo_msg_init(&msg, HPO_MSG_READY);
         snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", s->worker_id);
+        snprintf(msg.ready.token, sizeof msg.ready.token, "%s", s->token);
         send_msg(s, &msg);
         expect_reply(s, AWAIT_WORK, now);
     }
@@ -526,6 +557,7 @@ static void drive(service *s, double now)
         hpo_msg msg;
         hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
         snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", s->worker_id);
+        snprintf(msg.heartbeat.token, sizeof msg.heartbeat.token, "%s", s->token);
         msg.heartbeat.trial_id = s->trial != NULL ? hpo_service_trial_id(s->trial) : -1;
         send_msg(s, &msg);
         s->last_heartbeat = now;
@@ -601,6 +633,24 @@ static void service_loop(service *s)
         if (s->trial != NULL)
             service_trial_events(s, now);
     }
+}
+
+/* Tells the coordinator that this worker exits, so that it stops listing
+ * it at once. Best effort: the socket's linger time delivers it, and a
+ * lost leave makes the coordinator time the worker out as after a
+ * crash. */
+static void send_leave(service *s)
+{
+    if (!s->registered)
+        return;
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_LEAVE);
+    snprintf(msg.leave.worker_id, sizeof msg.leave.worker_id, "%s", s->worker_id);
+    snprintf(msg.leave.token, sizeof msg.leave.token, "%s", s->token);
+    snprintf(msg.leave.reason, sizeof msg.leave.reason, "%s", s->exit_reason);
+    if (send_msg(s, &msg) == 0)
+        hpo_log_info("told %s that worker %s leaves: %s", s->opt->endpoint, s->worker_id,
+                     s->exit_reason);
 }
 
 static int online_cpus(void)
@@ -683,6 +733,8 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
         hpo_log_info("worker %s starting: coordinator %s, data %s, %d threads",
                      s.name, opt->endpoint, opt->data_dir, s.threads);
     service_loop(&s);
+    if (!s.failed)
+        send_leave(&s);
 
     for (int i = 0; i < s.n_pending; i++)
         cJSON_Delete(s.pending[i].metrics);
@@ -691,6 +743,9 @@ int hpo_worker_service_run(const hpo_worker_service_options *opt,
     hpo_transport_close(&s.sock);
     zmq_ctx_term(s.ctx);
 
+    if (s.failed && s.rejection[0] != '\0')
+        return hpo_error(err, errlen, "the coordinator at %s rejected this worker: %s",
+                         opt->endpoint, s.rejection);
     if (s.failed)
         return hpo_error(err, errlen, "the connection to %s failed; see the log above",
                          opt->endpoint);
@@ -727,7 +782,9 @@ static void usage(FILE *out)
           "  --log-level LEVEL   debug, info, warn or error (default info)\n"
           "  --objective NAME    evaluate the synthetic objective NAME (branin,\n"
           "                      hartmann6 or mixed16) on each trial's parameters\n"
-          "                      instead of training; needs no --data\n"
+          "                      instead of training; needs no --data. A study with\n"
+          "                      \"synthetic\": true needs such workers, and every\n"
+          "                      other study rejects them\n"
           "  --objective-metric M  metric that reports the value (default val_loss)\n"
           "  --objective-sleep MS  pause MS milliseconds before each evaluation\n"
           "  --objective-noise SD  add Gaussian noise of standard deviation SD\n"

@@ -26,6 +26,12 @@
 #define HPO_ZAP_DOMAIN_WORKERS "workers"
 #define HPO_ZAP_DOMAIN_CONTROL "control"
 
+/* Connection property, set by the ZAP handler, that contains the client's
+ * CURVE public key in Z85. libzmq exposes it on every message of the
+ * connection through zmq_msg_gets(), whose manual (libzmq 4.3.4) asks that
+ * application metadata names start with "X-". */
+#define HPO_ZAP_PUBLIC_KEY_PROPERTY "X-Public-Key"
+
 /* Maximum length of a role name, which the ZAP handler returns as the
  * User-Id. */
 #define HPO_AUTH_ROLE_MAX 15
@@ -71,7 +77,8 @@ void hpo_authorized_keys_destroy(hpo_authorized_keys **keys);
  * A thread with a REP socket bound at inproc://zeromq.zap.01 in the given
  * context. For each CURVE handshake on a socket of that context that has a
  * ZAP domain, it admits the client (status 200, User-Id = the key's role
- * name) when its public key is listed and its role may use that domain,
+ * name, and the public key as the HPO_ZAP_PUBLIC_KEY_PROPERTY property)
+ * when its public key is listed and its role may use that domain,
  * and rejects it (status 400) otherwise. Rejections are logged at WARN,
  * rate-limited, with the key, the peer's address and the domain. The
  * server reads the role of each message with zmq_msg_gets(msg,

@@ -35,6 +35,10 @@
 /* Longest ZAP User-Id kept from a message; hpod's are role names. */
 #define HPO_PEER_USER_ID_MAX 31
 
+/* Longest Peer-Address kept from a message; an IPv6 address with a zone
+ * fits. */
+#define HPO_PEER_ADDRESS_MAX 63
+
 /* Routing id that a ROUTER socket puts before each peer's messages; libzmq
  * ids are at most 255 bytes. */
 typedef struct {
@@ -45,6 +49,13 @@ typedef struct {
      * socket, "" on a socket without CURVE. Not part of the identity:
      * sends and comparisons use id and size only. */
     char user_id[HPO_PEER_USER_ID_MAX + 1];
+    /* The client's CURVE public key in Z85, which hpod's ZAP handler
+     * attaches to the connection as the "X-Public-Key" property; "" on a
+     * socket without CURVE. Not part of the identity either. */
+    char public_key[HPO_CURVE_KEY_CHARS + 1];
+    /* libzmq's "Peer-Address" of the connection: the IP address on TCP,
+     * "localhost:UID:GID:PID" on IPC, "" when libzmq gives none. */
+    char address[HPO_PEER_ADDRESS_MAX + 1];
 } hpo_peer;
 
 /* Outcome of a receive. */

@@ -50,6 +50,7 @@ typedef struct {
     pid_t hpod;
     void *ctx;
     void *worker_sock, *stranger_sock;
+    char token[HPO_TOKEN_MAX + 1]; /* worker_sock's session token */
 } fixture;
 
 static void sleep_ms(int ms)
@@ -243,10 +244,12 @@ static void register_and_ask(fixture *f, char *worker_id, size_t size)
     send_msg(f->worker_sock, &msg);
     expect_msg(f->worker_sock, HPO_MSG_REGISTERED, &reply);
     snprintf(worker_id, size, "%s", reply.registered.worker_id);
+    snprintf(f->token, sizeof f->token, "%s", reply.registered.token);
     hpo_msg_clear(&reply);
 
     hpo_msg_init(&msg, HPO_MSG_READY);
     snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", worker_id);
+    snprintf(msg.ready.token, sizeof msg.ready.token, "%s", f->token);
     send_msg(f->worker_sock, &msg);
 }
 
@@ -310,6 +313,7 @@ static void test_answers_during_fit(void **state)
         hpo_msg_clear(&reply);
         hpo_msg_init(&msg, HPO_MSG_READY);
         snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", worker_id);
+        snprintf(msg.ready.token, sizeof msg.ready.token, "%s", f->token);
         send_msg(f->worker_sock, &msg);
     }
     assert_int_equal(reply.type, HPO_MSG_TRIAL);

@@ -59,6 +59,7 @@ typedef struct {
 typedef struct {
     void *sock;
     char id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1]; /* session token from registered */
 } peer;
 
 static int64_t now_ms(void)
@@ -267,6 +268,7 @@ static void register_peer(fixture *f, peer *p, const char *name)
     expect_msg(p->sock, &reply, "register");
     assert_int_equal(reply.type, HPO_MSG_REGISTERED);
     snprintf(p->id, sizeof p->id, "%s", reply.registered.worker_id);
+    snprintf(p->token, sizeof p->token, "%s", reply.registered.token);
     hpo_msg_clear(&reply);
 }
 
@@ -279,6 +281,7 @@ static int64_t next_trial(peer *p)
         hpo_msg msg, reply;
         hpo_msg_init(&msg, HPO_MSG_READY);
         snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", p->id);
+        snprintf(msg.ready.token, sizeof msg.ready.token, "%s", p->token);
         send_msg(p->sock, &msg);
         expect_msg(p->sock, &reply, "ready");
         hpo_msg_type type = reply.type;
@@ -301,6 +304,7 @@ static void send_result(peer *p, int64_t trial_id, double val_accuracy)
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_RESULT);
     snprintf(msg.result.worker_id, sizeof msg.result.worker_id, "%s", p->id);
+    snprintf(msg.result.token, sizeof msg.result.token, "%s", p->token);
     msg.result.trial_id = trial_id;
     msg.result.status = HPO_TRIAL_OK;
     msg.result.metrics = cJSON_CreateObject();
@@ -529,9 +533,9 @@ static void test_unknown_trial_id(void **state)
     finish_trial(&good, 999, 0.99);
 
     char text[512];
-    snprintf(text, sizeof text, PROGRESS("\"trial_id\":998,\"epoch\":1,\"epochs\":2,"
-             "\"loss\":1,\"accuracy\":0.1,\"val_loss\":1,\"val_accuracy\":0.1,"
-             "\"seconds\":1,\"images_per_second\":1"), good.id);
+    snprintf(text, sizeof text, PROGRESS("\"token\":\"%s\",\"trial_id\":998,\"epoch\":1,"
+             "\"epochs\":2,\"loss\":1,\"accuracy\":0.1,\"val_loss\":1,\"val_accuracy\":0.1,"
+             "\"seconds\":1,\"images_per_second\":1"), good.id, good.token);
     send_text(good.sock, text);
     hpo_msg reply;
     expect_msg(good.sock, &reply, "progress of an unknown trial");
@@ -560,9 +564,9 @@ static void test_result_for_another_workers_trial(void **state)
     assert_int_equal(id, 1);
 
     char text[512];
-    snprintf(text, sizeof text, PROGRESS("\"trial_id\":1,\"epoch\":1,\"epochs\":2,"
-             "\"loss\":1,\"accuracy\":0.1,\"val_loss\":1,\"val_accuracy\":0.1,"
-             "\"seconds\":1,\"images_per_second\":1"), b.id);
+    snprintf(text, sizeof text, PROGRESS("\"token\":\"%s\",\"trial_id\":1,\"epoch\":1,"
+             "\"epochs\":2,\"loss\":1,\"accuracy\":0.1,\"val_loss\":1,\"val_accuracy\":0.1,"
+             "\"seconds\":1,\"images_per_second\":1"), b.id, b.token);
     send_text(b.sock, text);
     hpo_msg reply;
     expect_msg(b.sock, &reply, "progress for another worker's trial");

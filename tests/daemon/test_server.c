@@ -53,6 +53,7 @@ typedef struct {
 typedef struct {
     void *sock;
     char id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1]; /* session token from registered */
 } fake_worker;
 
 static int64_t now_ms(void)
@@ -268,11 +269,14 @@ static void worker_register(fake_worker *w, const char *name, int64_t running_tr
     msg.reg.threads = 1;
     msg.reg.protocol = HPO_PROTO_VERSION;
     msg.reg.running_trial = running_trial;
+    snprintf(msg.reg.token, sizeof msg.reg.token, "%s", w->token);
     worker_send(w, &msg);
 
     hpo_msg reply;
     worker_expect(w, HPO_MSG_REGISTERED, &reply);
     snprintf(w->id, sizeof w->id, "%s", reply.registered.worker_id);
+    snprintf(w->token, sizeof w->token, "%s", reply.registered.token);
+    assert_int_equal(strlen(w->token), 32);
     assert_true(reply.registered.heartbeat_ms >= 100);
     hpo_msg_clear(&reply);
 }
@@ -294,6 +298,7 @@ static void worker_heartbeat(fake_worker *w, int64_t trial_id)
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
     snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", w->id);
+    snprintf(msg.heartbeat.token, sizeof msg.heartbeat.token, "%s", w->token);
     msg.heartbeat.trial_id = trial_id;
     worker_send(w, &msg);
 }
@@ -308,6 +313,7 @@ static int64_t worker_poll_trial(fake_worker *w, fake_worker *alive, int timeout
         hpo_msg msg, reply;
         hpo_msg_init(&msg, HPO_MSG_READY);
         snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", w->id);
+        snprintf(msg.ready.token, sizeof msg.ready.token, "%s", w->token);
         worker_send(w, &msg);
         if (alive != NULL)
             worker_heartbeat(alive, -1);
@@ -339,6 +345,7 @@ static int64_t worker_next_trial(fake_worker *w, cJSON **params_out)
         hpo_msg msg, reply;
         hpo_msg_init(&msg, HPO_MSG_READY);
         snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", w->id);
+        snprintf(msg.ready.token, sizeof msg.ready.token, "%s", w->token);
         worker_send(w, &msg);
 
         char err[HPO_ERR_MAX];
@@ -375,6 +382,7 @@ static void worker_progress(fake_worker *w, int64_t trial_id, double val_accurac
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_PROGRESS);
     snprintf(msg.progress.worker_id, sizeof msg.progress.worker_id, "%s", w->id);
+    snprintf(msg.progress.token, sizeof msg.progress.token, "%s", w->token);
     msg.progress.trial_id = trial_id;
     msg.progress.epoch = 1;
     msg.progress.epochs = 1;
@@ -393,6 +401,7 @@ static void worker_result(fake_worker *w, int64_t trial_id, double val_accuracy)
     hpo_msg msg, ack;
     hpo_msg_init(&msg, HPO_MSG_RESULT);
     snprintf(msg.result.worker_id, sizeof msg.result.worker_id, "%s", w->id);
+    snprintf(msg.result.token, sizeof msg.result.token, "%s", w->token);
     msg.result.trial_id = trial_id;
     msg.result.metrics = cJSON_CreateObject();
     if (isnan(val_accuracy)) {
@@ -687,7 +696,10 @@ static void test_reregister_keeps_trial(void **state)
     int64_t id = worker_next_trial(&old_socket, NULL);
     assert_int_equal(id, 1);
 
+    /* hpo-worker keeps its session token across sockets, which lets the
+     * new registration replace the old one. */
     worker_connect(f, &new_socket);
+    snprintf(new_socket.token, sizeof new_socket.token, "%s", old_socket.token);
     worker_register(&new_socket, "same", id);
     assert_string_not_equal(new_socket.id, old_socket.id);
     worker_result(&new_socket, id, 0.45);

@@ -59,6 +59,10 @@ typedef struct {
     char service_err[HPO_ERR_MAX];
 } mock;
 
+/* Session token that the mock coordinator hands out; the worker must
+ * present it in every later message. */
+#define MOCK_TOKEN "00112233445566778899aabbccddeeff"
+
 static void *service_thread(void *arg)
 {
     mock *m = arg;
@@ -142,6 +146,7 @@ static void mock_recv(mock *m, hpo_msg *msg)
         if (msg->type != HPO_MSG_HEARTBEAT)
             return;
         assert_string_equal(msg->heartbeat.worker_id, "w7");
+        assert_string_equal(msg->heartbeat.token, MOCK_TOKEN);
         m->heartbeats++;
         m->heartbeat_trial = msg->heartbeat.trial_id;
         hpo_msg_clear(msg);
@@ -169,6 +174,7 @@ static void mock_send_registered(mock *m)
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_REGISTERED);
     snprintf(msg.registered.worker_id, sizeof msg.registered.worker_id, "w7");
+    snprintf(msg.registered.token, sizeof msg.registered.token, "%s", MOCK_TOKEN);
     msg.registered.heartbeat_ms = 100;
     mock_send(m, &msg);
 }
@@ -181,6 +187,7 @@ static void mock_register(mock *m, hpo_msg *reg)
     assert_int_equal(reg->reg.pid, getpid());
     assert_int_equal(reg->reg.threads, 1);
     assert_int_equal(reg->reg.protocol, HPO_PROTO_VERSION);
+    assert_int_equal(reg->reg.kind, HPO_WORKER_KIND_CIFAR10);
     mock_send_registered(m);
 }
 
@@ -200,6 +207,7 @@ static void mock_give_trial(mock *m, int64_t trial_id, const char *model, int ep
     hpo_msg msg;
     mock_expect(m, HPO_MSG_READY, &msg);
     assert_string_equal(msg.ready.worker_id, "w7");
+    assert_string_equal(msg.ready.token, MOCK_TOKEN);
 
     hpo_msg_init(&msg, HPO_MSG_TRIAL);
     msg.trial.trial_id = trial_id;
@@ -470,6 +478,9 @@ static void test_service_worker_message_reconnects(void **state)
 
     mock_expect(m, HPO_MSG_REGISTER, &msg);
     assert_false(same_peer(&first_peer, &m->worker));
+    /* The token of the first registration lets the coordinator replace it
+     * with this one. */
+    assert_string_equal(msg.reg.token, MOCK_TOKEN);
     mock_send_registered(m);
     mock_shutdown(m);
 }
@@ -499,14 +510,74 @@ static void test_service_stop_request_reports_trial(void **state)
     m->running = false;
     assert_int_equal(m->service_rc, 0);
 
-    /* Nothing after the ack: no ready from a worker that is stopping. */
+    /* Nothing after the ack but leave: no ready from a worker that is
+     * stopping. */
     char err[HPO_ERR_MAX];
     hpo_recv_result r;
+    int leaves = 0;
     do {
         r = hpo_transport_recv_msg(m->router, &m->worker, 300, &msg, NULL, err, sizeof err);
-        if (r == HPO_RECV_OK && msg.type != HPO_MSG_HEARTBEAT)
+        if (r != HPO_RECV_OK || msg.type == HPO_MSG_HEARTBEAT)
+            continue;
+        if (msg.type != HPO_MSG_LEAVE)
             fail_msg("unexpected %s after the final ack", hpo_msg_type_name(msg.type));
+        assert_string_equal(msg.leave.worker_id, "w7");
+        assert_string_equal(msg.leave.token, MOCK_TOKEN);
+        assert_non_null(strstr(msg.leave.reason, "stop requested"));
+        leaves++;
     } while (r == HPO_RECV_OK);
+    assert_int_equal(leaves, 1);
+}
+
+/* A coordinator that replies to register with wrong_worker_kind makes the
+ * service return -1 with the coordinator's reason, sending nothing
+ * more. */
+static void test_service_wrong_kind_exits(void **state)
+{
+    mock *m = *state;
+    hpo_msg msg;
+    mock_expect(m, HPO_MSG_REGISTER, &msg);
+    hpo_msg reply;
+    hpo_msg_error_init(&reply, HPO_PROTO_WRONG_WORKER_KIND, "study \"h6\" is synthetic "
+                       "and needs objective workers; run hpo-worker --objective NAME");
+    mock_send(m, &reply);
+
+    pthread_join(m->thread, NULL);
+    m->running = false;
+    assert_int_equal(m->service_rc, -1);
+    assert_non_null(strstr(m->service_err, "rejected this worker"));
+    assert_non_null(strstr(m->service_err, "needs objective workers"));
+    assert_non_null(strstr(m->service_err, "--objective NAME"));
+
+    char err[HPO_ERR_MAX];
+    hpo_recv_result r = hpo_transport_recv_msg(m->router, &m->worker, 300, &msg, NULL,
+                                               err, sizeof err);
+    assert_int_equal(r, HPO_RECV_AGAIN);
+}
+
+/* worker_id_taken as the reply to register makes the worker register again
+ * about a second later, on the same socket, instead of exiting. */
+static void test_service_id_taken_retries(void **state)
+{
+    mock *m = *state;
+    hpo_msg msg;
+    mock_expect(m, HPO_MSG_REGISTER, &msg);
+    hpo_peer first_peer = m->worker;
+    hpo_msg reply;
+    hpo_msg_error_init(&reply, HPO_PROTO_WORKER_ID_TAKEN, "worker w3 is registered to "
+                       "another connection");
+    mock_send(m, &reply);
+
+    struct timespec before, after;
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    mock_expect(m, HPO_MSG_REGISTER, &msg);
+    clock_gettime(CLOCK_MONOTONIC, &after);
+    double waited = (double)(after.tv_sec - before.tv_sec) +
+                    (double)(after.tv_nsec - before.tv_nsec) * 1e-9;
+    assert_true(waited >= 0.9);
+    assert_true(same_peer(&first_peer, &m->worker));
+    mock_send_registered(m);
+    mock_shutdown(m);
 }
 
 int main(void)
@@ -531,6 +602,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_service_worker_message_reconnects, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_service_wrong_kind_exits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_id_taken_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_stop_request_reports_trial, setup,
                                         teardown),
     };
