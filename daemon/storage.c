@@ -8,9 +8,12 @@
 #include <sqlite3.h>
 
 #include "hpo/error.h"
+#include "hpo/log.h"
 
-/* Bump when the schema changes; hpo_storage_open() rejects other versions. */
-#define SCHEMA_VERSION 1
+/* Bump when the schema changes. hpo_storage_open() upgrades version 1 (see
+ * migrate_from_v1()) and rejects every other version. Version 2 added the
+ * study's tuner, tuner options, max failures and max attempts. */
+#define SCHEMA_VERSION 2
 
 /* ISO 8601 UTC with milliseconds, e.g. 2026-12-04T21:03:07.412Z. */
 #define SQL_NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
@@ -18,6 +21,7 @@
 struct hpo_storage {
     sqlite3 *db;
     char *path;
+    int version;  /* schema version of the file; 1 only when opened without create */
 };
 
 static const char *const schema_sql =
@@ -27,6 +31,10 @@ static const char *const schema_sql =
     "  spec TEXT NOT NULL,"
     "  seed INTEGER NOT NULL,"
     "  max_trials INTEGER NOT NULL,"
+    "  tuner TEXT,"
+    "  tuner_options TEXT,"
+    "  max_failures INTEGER,"
+    "  max_attempts INTEGER,"
     "  state TEXT NOT NULL DEFAULT 'running'"
     "    CHECK (state IN ('running','complete','stopped','failed')),"
     "  created TEXT NOT NULL DEFAULT (" SQL_NOW "),"
@@ -188,27 +196,84 @@ static int insert_event(hpo_storage *st, int64_t worker_id, int64_t trial_id,
     return step_done(st, stmt, "writing an event", err, errlen);
 }
 
-static int check_schema_version(hpo_storage *st, bool fresh,
-                                char *err, size_t errlen)
+static int read_schema_version(hpo_storage *st, int *version,
+                               char *err, size_t errlen)
 {
     sqlite3_stmt *stmt = NULL;
     if (prepare(st, "PRAGMA user_version", &stmt, err, errlen) != 0)
         return -1;
-    int version = 0;
+    *version = 0;
     if (sqlite3_step(stmt) == SQLITE_ROW)
-        version = sqlite3_column_int(stmt, 0);
+        *version = sqlite3_column_int(stmt, 0);
     sqlite3_finalize(stmt);
+    return 0;
+}
 
+/* Adds the columns of version 2 to a version 1 file in one transaction.
+ * Rows written before keep NULL in them, which hpo_storage_study_get()
+ * reports as "not stored". The version is read again under the write lock
+ * because another hpod may have upgraded the file meanwhile. */
+static int migrate_from_v1(hpo_storage *st, char *err, size_t errlen)
+{
+    if (tx_begin(st, err, errlen) != 0)
+        return -1;
+    int version = 0;
+    if (read_schema_version(st, &version, err, errlen) != 0)
+        goto fail;
+    if (version == 1) {
+        if (exec_sql(st, "ALTER TABLE study ADD COLUMN tuner TEXT;"
+                         "ALTER TABLE study ADD COLUMN tuner_options TEXT;"
+                         "ALTER TABLE study ADD COLUMN max_failures INTEGER;"
+                         "ALTER TABLE study ADD COLUMN max_attempts INTEGER;"
+                         "PRAGMA user_version = 2;",
+                     "upgrading the schema from version 1 to 2", err, errlen) != 0)
+            goto fail;
+    } else if (version != SCHEMA_VERSION) {
+        hpo_error(err, errlen, "%s changed to schema version %d while it was "
+                  "being upgraded from version 1; open it again", st->path, version);
+        goto fail;
+    }
+    if (tx_commit(st, err, errlen) != 0)
+        return -1;
+    if (version == 1)
+        hpo_log_info("upgraded the schema of %s from version 1 to %d",
+                     st->path, SCHEMA_VERSION);
+    return 0;
+
+fail:
+    tx_rollback(st);
+    return -1;
+}
+
+/* Sets st->version. A fresh file gets the current version. A version 1
+ * file is upgraded when the caller may create, which hpod does. Without
+ * create (hpoctl's inspection) it is read as it is, so that reading never
+ * changes the file. */
+static int check_schema_version(hpo_storage *st, bool fresh, bool create,
+                                char *err, size_t errlen)
+{
+    int version = 0;
+    if (read_schema_version(st, &version, err, errlen) != 0)
+        return -1;
+
+    st->version = version;
     if (version == SCHEMA_VERSION)
         return 0;
     if (version == 0 && fresh) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        st->version = SCHEMA_VERSION;
         return exec_sql(st, sql, "setting the schema version", err, errlen);
     }
+    if (version == 1 && !create)
+        return 0;
+    if (version == 1) {
+        st->version = SCHEMA_VERSION;
+        return migrate_from_v1(st, err, errlen);
+    }
     return hpo_error(err, errlen,
-                     "%s has schema version %d, this hpod reads version %d; "
-                     "use a database written by the same hpod version",
+                     "%s has schema version %d, this hpod reads versions 1 "
+                     "to %d; use a database written by the same hpod version",
                      st->path, version, SCHEMA_VERSION);
 }
 
@@ -269,7 +334,7 @@ int hpo_storage_open(const char *path, bool create, hpo_storage **out,
     }
     if (exec_sql(st, schema_sql, "creating the schema", err, errlen) != 0)
         goto fail;
-    if (check_schema_version(st, empty, err, errlen) != 0)
+    if (check_schema_version(st, empty, create, err, errlen) != 0)
         goto fail;
 
     *out = st;
@@ -306,10 +371,24 @@ void hpo_study_info_clear(hpo_study_info *info)
 {
     free(info->name);
     free(info->spec);
+    free(info->tuner);
+    free(info->tuner_options);
     free(info->state);
     free(info->created);
     free(info->updated);
     memset(info, 0, sizeof *info);
+}
+
+/* The study columns that schema version 1 lacks, or NULLs in their place. */
+#define STUDY_SETTINGS_V2 "tuner, tuner_options, max_failures, max_attempts"
+#define STUDY_SETTINGS_V1 "NULL, NULL, NULL, NULL"
+
+/* Reads an INTEGER column, or 0 where it is NULL (not stored). */
+static int column_int_or_zero(sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+        return 0;
+    return sqlite3_column_int(stmt, column);
 }
 
 int hpo_storage_study_get(hpo_storage *st, hpo_study_info *info, bool *found,
@@ -318,11 +397,16 @@ int hpo_storage_study_get(hpo_storage *st, hpo_study_info *info, bool *found,
     memset(info, 0, sizeof *info);
     *found = false;
 
+    const char *sql = st->version >= 2
+        ? "SELECT name, spec, seed, max_trials, state, created, updated, "
+          STUDY_SETTINGS_V2 " FROM study WHERE id = 1"
+        : "SELECT name, spec, seed, max_trials, state, created, updated, "
+          STUDY_SETTINGS_V1 " FROM study WHERE id = 1";
     sqlite3_stmt *stmt = NULL;
-    if (prepare(st, "SELECT name, spec, seed, max_trials, state, created, "
-                    "updated FROM study WHERE id = 1", &stmt, err, errlen) != 0)
+    if (prepare(st, sql, &stmt, err, errlen) != 0)
         return -1;
     int rc = sqlite3_step(stmt);
+    bool missing = false;
     if (rc == SQLITE_ROW) {
         *found = true;
         info->name = column_strdup(stmt, 0);
@@ -332,36 +416,195 @@ int hpo_storage_study_get(hpo_storage *st, hpo_study_info *info, bool *found,
         info->state = column_strdup(stmt, 4);
         info->created = column_strdup(stmt, 5);
         info->updated = column_strdup(stmt, 6);
+        info->tuner = column_strdup(stmt, 7);
+        info->tuner_options = column_strdup(stmt, 8);
+        info->max_failures = column_int_or_zero(stmt, 9);
+        info->max_attempts = column_int_or_zero(stmt, 10);
+        missing = (sqlite3_column_type(stmt, 7) != SQLITE_NULL && info->tuner == NULL) ||
+                  (sqlite3_column_type(stmt, 8) != SQLITE_NULL && info->tuner_options == NULL);
     }
     sqlite3_finalize(stmt);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_error(st, "reading the study", err, errlen);
-    if (*found && (info->name == NULL || info->spec == NULL || info->state == NULL)) {
+    if (*found && (info->name == NULL || info->spec == NULL || info->state == NULL ||
+                   missing)) {
         hpo_study_info_clear(info);
+        *found = false;
         return hpo_error(err, errlen, "out of memory reading the study");
     }
+    if (*found && (info->tuner == NULL) != (info->tuner_options == NULL)) {
+        hpo_study_info_clear(info);
+        *found = false;
+        return hpo_error(err, errlen, "the study in %s stores a tuner without "
+                         "its options, or options without a tuner; the "
+                         "file was changed outside hpod, so start a new "
+                         "study with a new --db", st->path);
+    }
     return 0;
+}
+
+/* Fails unless the file has the current schema: a version 1 file opened
+ * without create has no columns for the study's settings. */
+static int require_current_schema(hpo_storage *st, const char *action,
+                                  char *err, size_t errlen)
+{
+    if (st->version == SCHEMA_VERSION)
+        return 0;
+    return hpo_error(err, errlen, "%s in %s failed: the file has schema version %d; "
+                     "open it with create (as hpod does) to upgrade it to %d",
+                     action, st->path, st->version, SCHEMA_VERSION);
+}
+
+/* Checks that a tuner comes with its options and the limits are not
+ * negative. */
+static int check_settings(const hpo_study_settings *settings, char *err, size_t errlen)
+{
+    if ((settings->tuner == NULL) != (settings->tuner_options == NULL))
+        return hpo_error(err, errlen, "study settings: the tuner and its options "
+                         "must be given together");
+    if (settings->max_failures < 0 || settings->max_attempts < 0)
+        return hpo_error(err, errlen, "study settings: max failures %d and max "
+                         "attempts %d must not be negative; use 0 for not stored",
+                         settings->max_failures, settings->max_attempts);
+    return 0;
+}
+
+static int bind_int_or_null(sqlite3_stmt *stmt, int index, int value)
+{
+    if (value <= 0)
+        return sqlite3_bind_null(stmt, index);
+    return sqlite3_bind_int(stmt, index, value);
 }
 
 int hpo_storage_study_create(hpo_storage *st, const char *name,
                              const char *spec, uint64_t seed, int max_trials,
                              char *err, size_t errlen)
 {
+    return hpo_storage_study_create_with_settings(st, name, spec, seed, max_trials,
+                                                  NULL, err, errlen);
+}
+
+int hpo_storage_study_create_with_settings(hpo_storage *st, const char *name,
+                                           const char *spec, uint64_t seed,
+                                           int max_trials,
+                                           const hpo_study_settings *settings,
+                                           char *err, size_t errlen)
+{
+    hpo_study_settings none = {NULL, NULL, 0, 0};
+    if (settings == NULL)
+        settings = &none;
+    if (require_current_schema(st, "writing the study", err, errlen) != 0 ||
+        check_settings(settings, err, errlen) != 0)
+        return -1;
     if (tx_begin(st, err, errlen) != 0)
         return -1;
 
     sqlite3_stmt *stmt = NULL;
-    if (prepare(st, "INSERT INTO study (id, name, spec, seed, max_trials) "
-                    "VALUES (1, ?1, ?2, ?3, ?4)", &stmt, err, errlen) != 0)
+    if (prepare(st, "INSERT INTO study (id, name, spec, seed, max_trials, "
+                    STUDY_SETTINGS_V2 ") VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &stmt, err, errlen) != 0)
         goto fail;
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, spec, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, (sqlite3_int64)seed);
     sqlite3_bind_int(stmt, 4, max_trials);
+    bind_text_or_null(stmt, 5, settings->tuner);
+    bind_text_or_null(stmt, 6, settings->tuner_options);
+    bind_int_or_null(stmt, 7, settings->max_failures);
+    bind_int_or_null(stmt, 8, settings->max_attempts);
     if (step_done(st, stmt, "writing the study (does the database hold one "
                   "already?)", err, errlen) != 0)
         goto fail;
     if (insert_event(st, 0, 0, "study_created", name, err, errlen) != 0)
+        goto fail;
+    return tx_commit(st, err, errlen);
+
+fail:
+    tx_rollback(st);
+    return -1;
+}
+
+/* Formats the settings that set_settings changes as the detail of its
+ * event, e.g. "tuner=random max_failures=5". */
+static void settings_detail(const hpo_study_settings *settings, char *out, size_t size)
+{
+    int used = snprintf(out, size, "%s%s", settings->tuner != NULL ? "tuner=" : "",
+                        settings->tuner != NULL ? settings->tuner : "");
+    if (settings->max_failures > 0 && used >= 0 && (size_t)used < size)
+        used += snprintf(out + used, size - (size_t)used, "%smax_failures=%d",
+                         used > 0 ? " " : "", settings->max_failures);
+    if (settings->max_attempts > 0 && used >= 0 && (size_t)used < size)
+        snprintf(out + used, size - (size_t)used, "%smax_attempts=%d",
+                 used > 0 ? " " : "", settings->max_attempts);
+}
+
+/* Reads the stored tuner into *tuner_out (NULL when none is stored). */
+static int stored_tuner(hpo_storage *st, char **tuner_out, char *err, size_t errlen)
+{
+    *tuner_out = NULL;
+    sqlite3_stmt *stmt = NULL;
+    if (prepare(st, "SELECT tuner FROM study WHERE id = 1", &stmt, err, errlen) != 0)
+        return -1;
+    int rc = sqlite3_step(stmt);
+    int result = 0;
+    if (rc == SQLITE_DONE)
+        result = hpo_error(err, errlen, "%s holds no study to store settings for",
+                           st->path);
+    else if (rc != SQLITE_ROW)
+        result = db_error(st, "reading the study's tuner", err, errlen);
+    else if (sqlite3_column_type(stmt, 0) != SQLITE_NULL &&
+             (*tuner_out = column_strdup(stmt, 0)) == NULL)
+        result = hpo_error(err, errlen, "out of memory reading the study's tuner");
+    sqlite3_finalize(stmt);
+    return result;
+}
+
+int hpo_storage_study_set_settings(hpo_storage *st, const hpo_study_settings *settings,
+                                   char *err, size_t errlen)
+{
+    if (require_current_schema(st, "storing the study's settings", err, errlen) != 0 ||
+        check_settings(settings, err, errlen) != 0)
+        return -1;
+    if (tx_begin(st, err, errlen) != 0)
+        return -1;
+
+    /* A study keeps the tuner it has: proposals after a switch would not
+     * follow from the trials before it. */
+    sqlite3_stmt *stmt = NULL;
+    char *tuner = NULL;
+    if (settings->tuner != NULL) {
+        if (stored_tuner(st, &tuner, err, errlen) != 0)
+            goto fail;
+        if (tuner != NULL) {
+            hpo_error(err, errlen, "the study in %s already stores tuner %s, so "
+                      "%s cannot replace it; start a new study with a new --db "
+                      "to use another tuner", st->path, tuner, settings->tuner);
+            free(tuner);
+            goto fail;
+        }
+    }
+
+    if (prepare(st, "UPDATE study SET updated = " SQL_NOW ", "
+                    "tuner = COALESCE(?1, tuner), "
+                    "tuner_options = COALESCE(?2, tuner_options), "
+                    "max_failures = COALESCE(?3, max_failures), "
+                    "max_attempts = COALESCE(?4, max_attempts) WHERE id = 1",
+                &stmt, err, errlen) != 0)
+        goto fail;
+    bind_text_or_null(stmt, 1, settings->tuner);
+    bind_text_or_null(stmt, 2, settings->tuner_options);
+    bind_int_or_null(stmt, 3, settings->max_failures);
+    bind_int_or_null(stmt, 4, settings->max_attempts);
+    if (step_done(st, stmt, "storing the study's settings", err, errlen) != 0)
+        goto fail;
+    if (sqlite3_changes(st->db) != 1) {
+        hpo_error(err, errlen, "%s holds no study to store settings for", st->path);
+        goto fail;
+    }
+
+    char detail[128];
+    settings_detail(settings, detail, sizeof detail);
+    if (insert_event(st, 0, 0, "study_settings", detail, err, errlen) != 0)
         goto fail;
     return tx_commit(st, err, errlen);
 

@@ -55,21 +55,39 @@ void hpo_trial_record_clear(hpo_trial_record *record);
 void hpo_trial_records_free(hpo_trial_record **records, size_t n);
 
 /* Study row. Strings are owned by the struct; free with
- * hpo_storage_study_info_clear(). */
+ * hpo_study_info_clear(). A database of schema version 1, or a study
+ * created by hpo_storage_study_create(), stores none of the settings:
+ * tuner and tuner_options are NULL and the limits 0. */
 typedef struct {
     char *name;
     char *spec;         /* the study file's JSON text */
     uint64_t seed;
     int max_trials;     /* the effective max trials of this study */
+    char *tuner;        /* "bayes" or "random"; NULL when not stored */
+    char *tuner_options; /* JSON object text; NULL exactly when tuner is */
+    int max_failures;   /* hpod --max-failures; 0 when not stored */
+    int max_attempts;   /* hpod --max-attempts; 0 when not stored */
     char *state;        /* "running", "complete", "stopped" or "failed" */
     char *created, *updated;
 } hpo_study_info;
+
+/* Settings of a study that hpod's command line decides and a resumed
+ * study keeps. The strings are borrowed. */
+typedef struct {
+    const char *tuner;          /* NULL: leave or store none */
+    const char *tuner_options;  /* JSON object text; NULL exactly when tuner is */
+    int max_failures;           /* 0: leave or store none */
+    int max_attempts;           /* 0: leave or store none */
+} hpo_study_settings;
 
 void hpo_study_info_clear(hpo_study_info *info);
 
 /* Opens (and with create, creates) the database at path and its schema.
  * Without create a missing file is an error, which is what read-only
- * inspection wants. The caller frees *out with hpo_storage_close(). */
+ * inspection wants. With create, a file of schema version 1 is upgraded to
+ * the current version. Without create, it is read as it is, and the
+ * functions that store study settings fail on it. The caller frees *out
+ * with hpo_storage_close(). */
 int hpo_storage_open(const char *path, bool create, hpo_storage **out,
                      char *err, size_t errlen);
 void hpo_storage_close(hpo_storage **storage);
@@ -78,10 +96,28 @@ void hpo_storage_close(hpo_storage **storage);
 int hpo_storage_study_get(hpo_storage *storage, hpo_study_info *info,
                           bool *found, char *err, size_t errlen);
 
-/* Writes the study row of a new database. Fails when one exists. */
+/* Writes the study row of a new database, without settings. Fails when
+ * one exists. */
 int hpo_storage_study_create(hpo_storage *storage, const char *name,
                              const char *spec, uint64_t seed, int max_trials,
                              char *err, size_t errlen);
+
+/* Writes the study row of a new database with its settings (NULL for
+ * none) in one transaction. Fails when one exists. */
+int hpo_storage_study_create_with_settings(hpo_storage *storage, const char *name,
+                                           const char *spec, uint64_t seed,
+                                           int max_trials,
+                                           const hpo_study_settings *settings,
+                                           char *err, size_t errlen);
+
+/* Stores the given settings of the stored study and logs the event
+ * study_settings; the settings left NULL or 0 keep their stored values.
+ * A tuner is stored only into a study that has none (one written before
+ * schema version 2), because a study never changes its tuner: with one
+ * stored, the call fails and changes nothing. */
+int hpo_storage_study_set_settings(hpo_storage *storage,
+                                   const hpo_study_settings *settings,
+                                   char *err, size_t errlen);
 
 /* Sets the study's state ("running", "complete", "stopped", "failed") and
  * max trials (ignored when max_trials <= 0), and logs an event. */

@@ -1,5 +1,6 @@
 /* Tests of daemon/storage.c against real SQLite files in a temporary
- * folder. */
+ * folder, including the study's stored settings and the upgrade from
+ * schema version 1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "hpo/error.h"
+#include "schema_v1.h"
 #include "storage.h"
 
 /* Asserts that a storage call returned 0 and shows its message if not. */
@@ -26,6 +28,12 @@
         if ((call) != 0)                                     \
             fail_msg("%s failed: %s", #call, (f)->err);      \
     } while (0)
+
+/* One study and one trial, as hpod of schema version 1 stored them. */
+static const char *const rows_v1 =
+    "INSERT INTO study (id, name, spec, seed, max_trials) "
+    " VALUES (1, 'old', '{\"name\":\"old\"}', 17, 9);"
+    "INSERT INTO trials (status, params, objective) VALUES ('ok', '{\"x\":1}', 0.5);";
 
 typedef struct {
     char dir[64];
@@ -137,7 +145,7 @@ static void test_open_sets_wal_mode(void **state)
     fixture *f = *state;
     open_new(f);
     assert_string_equal(query_text(f->path, "PRAGMA journal_mode"), "wal");
-    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "1");
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "2");
     assert_string_equal(query_text(f->path, "SELECT count(*) FROM sqlite_master "
                                    "WHERE name IN ('study','trials','epochs',"
                                    "'workers','events')"), "5");
@@ -482,6 +490,203 @@ static void test_commit_survives_sigkill(void **state)
     hpo_trial_record_clear(&r);
 }
 
+static void test_settings_stored_at_create(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    hpo_study_settings settings = {"bayes", "{\"restarts\":2}", 5, 4};
+    assert_ok(f, hpo_storage_study_create_with_settings(f->st, "tiny", "{}", 3, 6,
+                                                        &settings, f->err, sizeof f->err));
+    reopen(f);
+
+    hpo_study_info info;
+    bool found = false;
+    assert_ok(f, hpo_storage_study_get(f->st, &info, &found, f->err, sizeof f->err));
+    assert_true(found);
+    assert_string_equal(info.tuner, "bayes");
+    assert_string_equal(info.tuner_options, "{\"restarts\":2}");
+    assert_int_equal(info.max_failures, 5);
+    assert_int_equal(info.max_attempts, 4);
+    assert_int_equal(info.seed, 3);
+    hpo_study_info_clear(&info);
+    assert_null(info.tuner);
+}
+
+static void test_create_without_settings(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    assert_ok(f, hpo_storage_study_create(f->st, "tiny", "{}", 3, 6, f->err,
+                                          sizeof f->err));
+    hpo_study_info info;
+    bool found = false;
+    assert_ok(f, hpo_storage_study_get(f->st, &info, &found, f->err, sizeof f->err));
+    assert_true(found);
+    assert_null(info.tuner);
+    assert_null(info.tuner_options);
+    assert_int_equal(info.max_failures, 0);
+    assert_int_equal(info.max_attempts, 0);
+    hpo_study_info_clear(&info);
+}
+
+static void test_create_rejects_half_settings(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    hpo_study_settings no_options = {"bayes", NULL, 3, 3};
+    assert_int_equal(hpo_storage_study_create_with_settings(
+                         f->st, "tiny", "{}", 1, 6, &no_options, f->err,
+                         sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "given together"));
+    hpo_study_settings negative = {NULL, NULL, -1, 3};
+    assert_int_equal(hpo_storage_study_create_with_settings(
+                         f->st, "tiny", "{}", 1, 6, &negative, f->err,
+                         sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "must not be negative"));
+    assert_string_equal(query_text(f->path, "SELECT count(*) FROM study"), "0");
+}
+
+/* A stored tuner is never replaced; the failed call changes nothing. */
+static void test_set_settings_keeps_tuner(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    hpo_study_settings settings = {"random", "{}", 3, 3};
+    assert_ok(f, hpo_storage_study_create_with_settings(f->st, "tiny", "{}", 1, 6,
+                                                        &settings, f->err, sizeof f->err));
+
+    hpo_study_settings other = {"bayes", "{}", 8, 0};
+    assert_int_equal(hpo_storage_study_set_settings(f->st, &other, f->err,
+                                                    sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "already stores tuner random"));
+    assert_non_null(strstr(f->err, "bayes"));
+    assert_non_null(strstr(f->err, "new --db"));
+    assert_string_equal(query_text(f->path, "SELECT tuner FROM study"), "random");
+    assert_string_equal(query_text(f->path, "SELECT max_failures FROM study"), "3");
+    assert_string_equal(query_text(f->path, "SELECT count(*) FROM events "
+                                   "WHERE event = 'study_settings'"), "0");
+
+    hpo_study_settings limits = {NULL, NULL, 8, 0};
+    assert_ok(f, hpo_storage_study_set_settings(f->st, &limits, f->err, sizeof f->err));
+    assert_string_equal(query_text(f->path, "SELECT max_failures FROM study"), "8");
+    assert_string_equal(query_text(f->path, "SELECT max_attempts FROM study"), "3");
+    assert_string_equal(query_text(f->path, "SELECT tuner FROM study"), "random");
+    assert_string_equal(query_text(f->path, "SELECT detail FROM events "
+                                   "WHERE event = 'study_settings'"), "max_failures=8");
+}
+
+static void test_set_settings_without_study(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    hpo_study_settings settings = {"random", "{}", 0, 0};
+    assert_int_equal(hpo_storage_study_set_settings(f->st, &settings, f->err,
+                                                    sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "holds no study"));
+    hpo_study_settings limits = {NULL, NULL, 2, 0};
+    assert_int_equal(hpo_storage_study_set_settings(f->st, &limits, f->err,
+                                                    sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "holds no study"));
+}
+
+/* hpod (create) upgrades a version 1 file in place: the study and its
+ * trials stay, the new settings read as not stored, and a tuner can then
+ * be stored once. */
+static void test_v1_upgraded_by_writer(void **state)
+{
+    fixture *f = *state;
+    exec_raw(f->path, hpo_test_schema_v1);
+    exec_raw(f->path, rows_v1);
+    open_new(f);
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "2");
+    assert_string_equal(query_text(f->path, "SELECT count(*) FROM trials"), "1");
+
+    hpo_study_info info;
+    bool found = false;
+    assert_ok(f, hpo_storage_study_get(f->st, &info, &found, f->err, sizeof f->err));
+    assert_true(found);
+    assert_string_equal(info.name, "old");
+    assert_int_equal(info.seed, 17);
+    assert_int_equal(info.max_trials, 9);
+    assert_null(info.tuner);
+    assert_int_equal(info.max_failures, 0);
+    hpo_study_info_clear(&info);
+
+    hpo_study_settings settings = {"random", "{}", 3, 3};
+    assert_ok(f, hpo_storage_study_set_settings(f->st, &settings, f->err, sizeof f->err));
+    assert_string_equal(query_text(f->path, "SELECT tuner || ' ' || tuner_options "
+                                   "FROM study"), "random {}");
+    assert_string_equal(query_text(f->path, "SELECT detail FROM events "
+                                   "WHERE event = 'study_settings'"),
+                        "tuner=random max_failures=3 max_attempts=3");
+
+    /* A second open finds version 2 and upgrades nothing. */
+    hpo_storage_close(&f->st);
+    open_new(f);
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "2");
+    assert_string_equal(query_text(f->path, "SELECT tuner FROM study"), "random");
+}
+
+/* hpoctl (no create) reads a version 1 file without changing it, and the
+ * functions that store settings fail on it. */
+static void test_v1_read_without_upgrade(void **state)
+{
+    fixture *f = *state;
+    exec_raw(f->path, hpo_test_schema_v1);
+    exec_raw(f->path, rows_v1);
+    reopen(f);
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "1");
+
+    hpo_study_info info;
+    bool found = false;
+    assert_ok(f, hpo_storage_study_get(f->st, &info, &found, f->err, sizeof f->err));
+    assert_true(found);
+    assert_string_equal(info.name, "old");
+    assert_null(info.tuner);
+    hpo_study_info_clear(&info);
+
+    hpo_study_settings settings = {"random", "{}", 0, 0};
+    assert_int_equal(hpo_storage_study_set_settings(f->st, &settings, f->err,
+                                                    sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "schema version 1"));
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "1");
+    assert_string_equal(query_text(f->path, "SELECT count(*) FROM pragma_table_info"
+                                   "('study') WHERE name = 'tuner'"), "0");
+}
+
+/* A tuner stored without its options is reported, not used. */
+static void test_tuner_without_options_rejected(void **state)
+{
+    fixture *f = *state;
+    open_new(f);
+    hpo_study_settings settings = {"random", "{}", 3, 3};
+    assert_ok(f, hpo_storage_study_create_with_settings(f->st, "tiny", "{}", 1, 6,
+                                                        &settings, f->err, sizeof f->err));
+    exec_raw(f->path, "UPDATE study SET tuner_options = NULL");
+
+    hpo_study_info info;
+    bool found = true;
+    assert_int_equal(hpo_storage_study_get(f->st, &info, &found, f->err,
+                                           sizeof f->err), -1);
+    assert_false(found);
+    assert_null(info.tuner);
+    assert_non_null(strstr(f->err, "without its options"));
+}
+
+/* A version above 2 is rejected and left as it is. */
+static void test_upgrade_rejects_version_3(void **state)
+{
+    fixture *f = *state;
+    exec_raw(f->path, hpo_test_schema_v1);
+    exec_raw(f->path, rows_v1);
+    exec_raw(f->path, "PRAGMA user_version = 3");
+    assert_int_equal(hpo_storage_open(f->path, true, &f->st, f->err, sizeof f->err), -1);
+    assert_null(f->st);
+    assert_non_null(strstr(f->err, "schema version 3"));
+    assert_non_null(strstr(f->err, "versions 1 to 2"));
+    assert_string_equal(query_text(f->path, "PRAGMA user_version"), "3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +703,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_requeue_running_after_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_repeat_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_survives_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_stored_at_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_without_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_rejects_half_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_settings_keeps_tuner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_settings_without_study, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_upgraded_by_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_read_without_upgrade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tuner_without_options_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_rejects_version_3, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
