@@ -20,23 +20,19 @@
 #include "scheduler.h"
 #include "server.h"
 #include "storage.h"
+#include "study_open.h"
 
-/* Defaults of --lost-after and --max-attempts. */
+/* Defaults of --lost-after, --max-failures and --max-attempts. */
 #define LOST_AFTER_DEFAULT 5
+#define MAX_FAILURES_DEFAULT 3
 #define MAX_ATTEMPTS_DEFAULT 3
 
 typedef struct {
-    const char *study_path;
-    const char *db_path;
+    hpo_study_request study; /* --study, --db, --tuner, --seed, --max-trials,
+                                --max-failures and --max-attempts */
     const char *workers_endpoint;
     const char *control_endpoint;
-    const char *tuner;
     const char *ready_file;
-    int max_trials;          /* 0: from the database or the study file */
-    bool seed_given;
-    uint64_t seed;
-    int max_failures;
-    int max_attempts;
     int lost_after;          /* missed heartbeats before a worker is lost */
     int worker_timeout_s;    /* 0: lost_after decides */
     int heartbeat_ms;
@@ -66,9 +62,11 @@ static void print_usage(FILE *out)
         "  --seed N              seed of the tuner and the trials (default 1; a\n"
         "                        resumed study keeps its stored seed)\n"
         "  --tuner NAME          proposal method: bayes (Gaussian-process Bayesian\n"
-        "                        optimization, the default) or random\n"
+        "                        optimization, the default) or random; a resumed\n"
+        "                        study keeps its stored tuner and rejects another\n"
         "  --max-failures N      end the study as failed after N trials in a row\n"
-        "                        failed on workers (default 3)\n"
+        "                        failed on workers (default %d; a resumed study\n"
+        "                        keeps its stored value unless this is given)\n"
         "  --heartbeat-ms MS     heartbeat interval sent to workers (default %d)\n"
         "  --lost-after N        declare a worker lost after N heartbeat intervals\n"
         "                        without a message from it, and queue its trial\n"
@@ -76,7 +74,8 @@ static void print_usage(FILE *out)
         "  --worker-timeout S    the same limit in seconds instead of heartbeats\n"
         "  --max-attempts N      times a trial may be handed out; a trial whose\n"
         "                        worker is lost on its last attempt fails\n"
-        "                        (default %d)\n"
+        "                        (default %d; a resumed study keeps its stored\n"
+        "                        value unless this is given)\n"
         "  --linger              keep answering hpoctl after the study ended,\n"
         "                        until hpoctl stop or a signal\n"
         "  --ready-file PATH     write the bound endpoints to PATH once listening\n"
@@ -93,7 +92,8 @@ static void print_usage(FILE *out)
         "running ones again, tells the workers that it restarts (they keep\n"
         "training and report to the next hpod started with the same --db) and\n"
         "exits with status 0.\n",
-        HPO_HEARTBEAT_MS_DEFAULT, LOST_AFTER_DEFAULT, MAX_ATTEMPTS_DEFAULT);
+        MAX_FAILURES_DEFAULT, HPO_HEARTBEAT_MS_DEFAULT, LOST_AFTER_DEFAULT,
+        MAX_ATTEMPTS_DEFAULT);
 }
 
 /* Parses a decimal integer in [min, max] for option `name`. */
@@ -141,12 +141,14 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     };
 
     *o = (hpod_options){
+        .study = {
+            .tuner = "bayes",
+            .seed = 1,
+            .max_failures = MAX_FAILURES_DEFAULT,
+            .max_attempts = MAX_ATTEMPTS_DEFAULT,
+        },
         .workers_endpoint = "tcp://127.0.0.1:5555",
         .control_endpoint = "tcp://127.0.0.1:5556",
-        .tuner = "bayes",
-        .seed = 1,
-        .max_failures = 3,
-        .max_attempts = MAX_ATTEMPTS_DEFAULT,
         .lost_after = LOST_AFTER_DEFAULT,
         .heartbeat_ms = HPO_HEARTBEAT_MS_DEFAULT,
         .log_level = HPO_LOG_INFO,
@@ -159,11 +161,16 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     bool lost_after_given = false;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 's': o->study_path = optarg; break;
-        case 'd': o->db_path = optarg; break;
+        case 's': o->study.study_path = optarg; break;
+        case 'd': o->study.db_path = optarg; break;
         case 'w': o->workers_endpoint = optarg; break;
         case 'c': o->control_endpoint = optarg; break;
-        case 't': o->tuner = optarg; break;
+        case 't':
+            if (hpo_tuner_known_name(optarg, err, errlen) == NULL)
+                return -1;
+            o->study.tuner = optarg;
+            o->study.tuner_given = true;
+            break;
         case OPT_LINGER: o->linger = true; break;
         case OPT_READY_FILE: o->ready_file = optarg; break;
         case OPT_CURVE_SECRET: o->curve_secret_path = optarg; break;
@@ -173,18 +180,19 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
         case 'S':
             if (parse_int("--seed", optarg, 0, HPO_PROTO_INT_MAX, &value, err, errlen) != 0)
                 return -1;
-            o->seed = (uint64_t)value;
-            o->seed_given = true;
+            o->study.seed = (uint64_t)value;
+            o->study.seed_given = true;
             break;
         case OPT_MAX_TRIALS:
             if (parse_int("--max-trials", optarg, 1, 1000000, &value, err, errlen) != 0)
                 return -1;
-            o->max_trials = (int)value;
+            o->study.max_trials = (int)value;
             break;
         case OPT_MAX_FAILURES:
             if (parse_int("--max-failures", optarg, 1, 1000000, &value, err, errlen) != 0)
                 return -1;
-            o->max_failures = (int)value;
+            o->study.max_failures = (int)value;
+            o->study.max_failures_given = true;
             break;
         case OPT_WORKER_TIMEOUT:
             if (parse_int("--worker-timeout", optarg, 1, 86400, &value, err, errlen) != 0)
@@ -200,7 +208,8 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
         case OPT_MAX_ATTEMPTS:
             if (parse_int("--max-attempts", optarg, 1, 1000000, &value, err, errlen) != 0)
                 return -1;
-            o->max_attempts = (int)value;
+            o->study.max_attempts = (int)value;
+            o->study.max_attempts_given = true;
             break;
         case OPT_HEARTBEAT:
             if (parse_int("--heartbeat-ms", optarg, 100, 3600000, &value, err, errlen) != 0)
@@ -220,7 +229,7 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
     if (optind < argc)
         return hpo_error(err, errlen, "unexpected argument \"%s\"; see hpod --help",
                          argv[optind]);
-    if (o->db_path == NULL)
+    if (o->study.db_path == NULL)
         return hpo_error(err, errlen, "--db is missing; give the SQLite file that "
                          "holds (or will hold) the study");
     if (o->worker_timeout_s > 0 && lost_after_given)
@@ -237,126 +246,6 @@ static int parse_options(int argc, char **argv, hpod_options *o, bool *help,
                          "longer than a day; lower it", o->lost_after,
                          o->heartbeat_ms);
     return 0;
-}
-
-/* Reads a whole file into a NUL-terminated string the caller frees. */
-static char *read_file(const char *path, char *err, size_t errlen)
-{
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        hpo_error(err, errlen, "cannot open study file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = NULL;
-    size_t size = 0, capacity = 0;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0) {
-        if (size + n + 1 > capacity) {
-            capacity = (size + n + 1) * 2;
-            char *bigger = realloc(text, capacity);
-            if (bigger == NULL) {
-                free(text);
-                fclose(file);
-                hpo_error(err, errlen, "out of memory reading %s", path);
-                return NULL;
-            }
-            text = bigger;
-        }
-        memcpy(text + size, chunk, n);
-        size += n;
-    }
-    bool failed = ferror(file);
-    fclose(file);
-    if (failed || text == NULL) {
-        free(text);
-        hpo_error(err, errlen, "cannot read study file %s%s", path,
-                  failed ? "" : ": the file is empty");
-        return NULL;
-    }
-    text[size] = '\0';
-    return text;
-}
-
-/* True when two JSON texts hold the same document (formatting aside). */
-static bool same_json(const char *a, const char *b)
-{
-    cJSON *x = cJSON_Parse(a), *y = cJSON_Parse(b);
-    bool same = x != NULL && y != NULL && cJSON_Compare(x, y, true);
-    cJSON_Delete(x);
-    cJSON_Delete(y);
-    return same;
-}
-
-/* Loads the study from the database (resume) or from --study (new study),
- * and settles max trials and the seed. */
-static int load_study(hpod_options *o, hpo_storage *storage, hpo_study **study,
-                      char *err, size_t errlen)
-{
-    hpo_study_info info;
-    bool found = false;
-    if (hpo_storage_study_get(storage, &info, &found, err, errlen) != 0)
-        return -1;
-
-    char *file_text = NULL;
-    if (o->study_path != NULL && (file_text = read_file(o->study_path, err, errlen)) == NULL) {
-        hpo_study_info_clear(&info);
-        return -1;
-    }
-
-    int result = -1;
-    if (found) {
-        if (file_text != NULL && !same_json(file_text, info.spec)) {
-            hpo_error(err, errlen, "%s holds study \"%s\" from a different study "
-                      "file than %s; use a new --db, or leave out --study to "
-                      "resume the stored study", o->db_path, info.name,
-                      o->study_path);
-            goto done;
-        }
-        if (hpo_study_parse(info.spec, study, err, errlen) != 0)
-            goto done;
-        if (o->seed_given && o->seed != info.seed)
-            hpo_log_warn("--seed %" PRIu64 " ignored: the resumed study keeps its "
-                         "seed %" PRIu64, o->seed, info.seed);
-        o->seed = info.seed;
-        if (o->max_trials == 0)
-            o->max_trials = info.max_trials;
-        hpo_log_info("resuming study %s from %s (state %s, created %s)",
-                     info.name, o->db_path, info.state, info.created);
-        result = 0;
-    } else {
-        if (file_text == NULL) {
-            hpo_error(err, errlen, "--study is missing: %s holds no study yet, so "
-                      "give the study file to start one", o->db_path);
-            goto done;
-        }
-        if (hpo_study_parse(file_text, study, err, errlen) != 0) {
-            char inner[HPO_ERR_MAX];
-            snprintf(inner, sizeof inner, "%s", err);
-            hpo_error(err, errlen, "%s: %s", o->study_path, inner);
-            goto done;
-        }
-        if (o->max_trials == 0)
-            o->max_trials = hpo_study_budget(*study)->max_trials;
-        if (hpo_storage_study_create(storage, hpo_study_name(*study), file_text,
-                                     o->seed, o->max_trials, err, errlen) != 0) {
-            hpo_study_destroy(study);
-            goto done;
-        }
-        hpo_log_info("new study %s from %s in %s", hpo_study_name(*study),
-                     o->study_path, o->db_path);
-        result = 0;
-    }
-    if (result == 0 && o->max_trials < 1) {
-        hpo_study_destroy(study);
-        result = hpo_error(err, errlen, "max trials is %d; give --max-trials N "
-                           "or budget.max_trials in the study file", o->max_trials);
-    }
-
-done:
-    free(file_text);
-    hpo_study_info_clear(&info);
-    return result;
 }
 
 /* Refuses an endpoint that other hosts can reach while CURVE is off,
@@ -472,9 +361,8 @@ int main(int argc, char **argv)
 
     if (load_security(&o, &server_key, &authorized_keys, err, sizeof err) != 0)
         goto fail;
-    if (hpo_storage_open(o.db_path, true, &storage, err, sizeof err) != 0 ||
-        load_study(&o, storage, &study, err, sizeof err) != 0 ||
-        hpo_tuner_create(o.tuner, study, o.seed, &tuner, err, sizeof err) != 0)
+    if (hpo_storage_open(o.study.db_path, true, &storage, err, sizeof err) != 0 ||
+        hpo_study_open(&o.study, storage, &study, &tuner, err, sizeof err) != 0)
         goto fail;
 
     /* A worker that kept training while hpod was down reclaims its trial
@@ -484,12 +372,12 @@ int main(int argc, char **argv)
     int worker_timeout_ms = o.worker_timeout_s > 0 ? o.worker_timeout_s * 1000
                                                    : o.lost_after * o.heartbeat_ms;
     hpo_scheduler_options sched_options = {
-        .max_trials = o.max_trials,
-        .max_consecutive_failures = o.max_failures,
+        .max_trials = o.study.max_trials,
+        .max_consecutive_failures = o.study.max_failures,
         .max_consecutive_unbuildable = 1000,
-        .max_attempts = o.max_attempts,
+        .max_attempts = o.study.max_attempts,
         .reclaim_ms = worker_timeout_ms,
-        .seed = o.seed,
+        .seed = o.study.seed,
     };
     if (hpo_scheduler_create(study, tuner, storage, &sched_options, &scheduler,
                              err, sizeof err) != 0)
@@ -498,9 +386,10 @@ int main(int argc, char **argv)
     install_signal_handlers();
     hpo_log_info("hpod starting: study %s, tuner %s, max trials %d, seed %" PRIu64
                  ", database %s, heartbeat %d ms, workers lost after %d ms, "
-                 "%d attempts per trial", hpo_study_name(study),
-                 hpo_tuner_name(tuner), o.max_trials, o.seed, o.db_path,
-                 o.heartbeat_ms, worker_timeout_ms, o.max_attempts);
+                 "%d attempts per trial, max %d failures in a row",
+                 hpo_study_name(study), hpo_tuner_name(tuner), o.study.max_trials,
+                 o.study.seed, o.study.db_path, o.heartbeat_ms, worker_timeout_ms,
+                 o.study.max_attempts, o.study.max_failures);
     hpo_server_options server_options = {
         .workers_endpoint = o.workers_endpoint,
         .control_endpoint = o.control_endpoint,

@@ -257,19 +257,36 @@ static void mark_listed(hpo_tuner *t, const char *key)
 
 /* ---- public interface ---- */
 
+/* The operations of the tuner called name; NULL for an unknown name. */
+static const hpo_tuner_ops *find_ops(const char *name)
+{
+    for (int i = 0; name != NULL && tuner_ops[i] != NULL; i++) {
+        if (strcmp(tuner_ops[i]->name, name) == 0)
+            return tuner_ops[i];
+    }
+    return NULL;
+}
+
+const char *hpo_tuner_known_name(const char *name, char *err, size_t errlen)
+{
+    const hpo_tuner_ops *ops = find_ops(name);
+    if (ops == NULL) {
+        hpo_error(err, errlen, "tuner \"%s\": unknown; use \"bayes\" or \"random\"",
+                  name != NULL ? name : "");
+        return NULL;
+    }
+    return ops->name;
+}
+
 int hpo_tuner_create(const char *name, const hpo_study *study, uint64_t seed,
                      hpo_tuner **out, char *err, size_t errlen)
 {
-    const hpo_tuner_ops *ops = NULL;
     hpo_tuner *t = NULL;
 
     *out = NULL;
-    for (int i = 0; tuner_ops[i] != NULL; i++) {
-        if (strcmp(tuner_ops[i]->name, name) == 0)
-            ops = tuner_ops[i];
-    }
-    if (ops == NULL)
-        return hpo_error(err, errlen, "tuner \"%s\": unknown; use \"bayes\" or \"random\"", name);
+    if (hpo_tuner_known_name(name, err, errlen) == NULL)
+        return -1;
+    const hpo_tuner_ops *ops = find_ops(name);
 
     t = calloc(1, sizeof *t);
     if (t == NULL)

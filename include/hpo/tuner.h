@@ -27,8 +27,14 @@ typedef enum {
 
 typedef struct hpo_tuner hpo_tuner;
 
-/* Creates a tuner by name: "random" (a Sobol initial design, then uniform
- * random draws). The tuner keeps a pointer to study, which must outlive it.
+/* Returns the tuner name equal to name as a static string, or NULL with a
+ * message in err for a name that no tuner has. */
+const char *hpo_tuner_known_name(const char *name, char *err, size_t errlen);
+
+/* Creates a tuner by name: "bayes" (Gaussian-process Bayesian
+ * optimization, daemon/tuner_bayes.h) or "random" (a Sobol initial
+ * design, then uniform random draws), each with its default options. The
+ * tuner keeps a pointer to study, which must outlive it.
  * The same seed and the same calls give the same proposals. On success the
  * caller frees *out with hpo_tuner_destroy(). */
 int hpo_tuner_create(const char *name, const hpo_study *study, uint64_t seed,
