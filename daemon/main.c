@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <gsl/gsl_errno.h>
 
@@ -313,6 +314,51 @@ static int load_security(const hpod_options *o, hpo_curve_keypair *key,
     return 0;
 }
 
+/* Formats an rlimit value as a number or "unlimited". */
+static const char *format_rlimit(rlim_t value, char *out, size_t size)
+{
+    if (value == RLIM_INFINITY)
+        snprintf(out, size, "unlimited");
+    else
+        snprintf(out, size, "%llu", (unsigned long long)value);
+    return out;
+}
+
+/* Raises the soft limit on open files (RLIMIT_NOFILE) to the hard limit.
+ * Each worker costs descriptors (its TCP connection, plus ZeroMQ's own),
+ * and SQLite keeps the database, its WAL and its shared-memory file open,
+ * so the soft limit, often far below the hard one, runs out first. A
+ * failure only warns, because hpod still serves fewer workers. */
+static void raise_open_file_limit(void)
+{
+    struct rlimit limit;
+    char soft[32], hard[32];
+
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        hpo_log_warn("reading the open-file limit (RLIMIT_NOFILE) failed: %s; "
+                     "hpod keeps the limit it was started with", strerror(errno));
+        return;
+    }
+    format_rlimit(limit.rlim_cur, soft, sizeof soft);
+    format_rlimit(limit.rlim_max, hard, sizeof hard);
+    if (limit.rlim_cur == limit.rlim_max) {
+        hpo_log_info("open-file limit (RLIMIT_NOFILE): soft %s is already the "
+                     "hard limit %s", soft, hard);
+        return;
+    }
+
+    struct rlimit raised = {limit.rlim_max, limit.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+        hpo_log_warn("raising the open-file limit (RLIMIT_NOFILE) from soft %s "
+                     "to the hard limit %s failed: %s; hpod may run out of file "
+                     "descriptors with many workers, so raise the soft limit "
+                     "before starting it (ulimit -n)", soft, hard, strerror(errno));
+        return;
+    }
+    hpo_log_info("raised the open-file limit (RLIMIT_NOFILE) from soft %s to "
+                 "the hard limit %s", soft, hard);
+}
+
 static void on_stop_signal(int signum)
 {
     (void)signum;
@@ -350,6 +396,7 @@ int main(int argc, char **argv)
         return 2;
     }
     hpo_log_init("hpod", o.log_level);
+    raise_open_file_limit();
 
     hpo_storage *storage = NULL;
     hpo_study *study = NULL;

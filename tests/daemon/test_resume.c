@@ -1,7 +1,7 @@
 /* Tests of hpod as a process across restarts. A study stores its tuner,
  * tuner options, max failures and max attempts and keeps them, another
  * --tuner is rejected, and a database of schema version 1 is upgraded.
- * Each test starts a
+ * Also the open-file limit that hpod raises at start. Each test starts a
  * real hpod on IPC sockets in a temporary folder, reads its log and checks
  * the SQLite file with the plain SQLite API.
  *
@@ -296,6 +296,22 @@ static void exec_sql(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Reads the hard and soft RLIMIT_NOFILE of a running process from
+ * /proc/PID/limits. */
+static void process_open_file_limit(pid_t pid, unsigned long long *soft,
+                                    unsigned long long *hard)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, file) != NULL)
+        found = sscanf(line, "Max open files %llu %llu", soft, hard) == 2;
+    fclose(file);
+    assert_true(found);
+}
+
 /* ---- tests ---------------------------------------------------------- */
 
 /* A study created with --tuner random, --max-failures 5 and --max-attempts
@@ -464,6 +480,67 @@ static void test_v1_database_default_tuner(void **state)
                                    "'$.initial_trials') FROM study"), "5");
 }
 
+/* The hard limit that the tests give hpod: the current one, at most
+ * 4,096, so that it differs from the soft limit of 128. */
+static rlim_t test_hard_limit(void)
+{
+    struct rlimit limit;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &limit), 0);
+    if (limit.rlim_max <= 128)
+        skip();
+    return limit.rlim_max < 4096 ? limit.rlim_max : 4096;
+}
+
+/* hpod raises its soft limit to the hard limit and logs both values. */
+static void test_open_file_limit_raised(void **state)
+{
+    fixture *f = *state;
+    rlim_t hard = test_hard_limit();
+    child_limits limits = {128, hard, false};
+    assert_int_equal(start_hpod(f, &limits, "--study", study_path, (const char *)NULL), 0);
+
+    unsigned long long soft_now = 0, hard_now = 0;
+    process_open_file_limit(f->hpod, &soft_now, &hard_now);
+    assert_int_equal(soft_now, hard);
+    assert_int_equal(hard_now, hard);
+    stop_hpod(f);
+
+    char expected[160];
+    snprintf(expected, sizeof expected, "INFO raised the open-file limit (RLIMIT_NOFILE) "
+             "from soft 128 to the hard limit %llu", (unsigned long long)hard);
+    expect_log(f, expected);
+
+    /* A soft limit already at the hard limit is only logged. */
+    limits.soft = hard;
+    run_hpod(f, &limits, NULL, NULL, NULL, NULL);
+    snprintf(expected, sizeof expected, "open-file limit (RLIMIT_NOFILE): soft %llu is "
+             "already the hard limit %llu", (unsigned long long)hard,
+             (unsigned long long)hard);
+    expect_log(f, expected);
+}
+
+/* When setrlimit fails, hpod warns with the limit and its values and
+ * still runs. */
+static void test_open_file_limit_failure_warns(void **state)
+{
+    fixture *f = *state;
+    rlim_t hard = test_hard_limit();
+    child_limits limits = {128, hard, true};
+    assert_int_equal(start_hpod(f, &limits, "--study", study_path, (const char *)NULL), 0);
+
+    unsigned long long soft_now = 0, hard_now = 0;
+    process_open_file_limit(f->hpod, &soft_now, &hard_now);
+    assert_int_equal(soft_now, 128);
+    stop_hpod(f);
+
+    char expected[200];
+    snprintf(expected, sizeof expected, "WARN raising the open-file limit (RLIMIT_NOFILE) "
+             "from soft 128 to the hard limit %llu failed: %s", (unsigned long long)hard,
+             strerror(EPERM));
+    expect_log(f, expected);
+    expect_log(f, "ulimit -n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -481,6 +558,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bad_stored_options_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_database_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_database_default_tuner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_file_limit_raised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_file_limit_failure_warns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
