@@ -107,29 +107,38 @@ static int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-/* Installs a seccomp filter under which setrlimit(), and prlimit64() with
- * a new limit, fail with EPERM, while getrlimit() keeps working. Returns
- * -1 where the filter cannot be installed. */
+/* Installs a seccomp filter under which every change of RLIMIT_NOFILE,
+ * through setrlimit() or prlimit64() with a new limit, fails with EPERM.
+ * Reading the limit and changing other limits keep working, so that a
+ * sanitizer runtime that sets RLIMIT_CORE at start still runs. Returns -1
+ * where the filter cannot be installed. */
 static int deny_setrlimit(void)
 {
 #if defined(__x86_64__)
-    const unsigned args2 = offsetof(struct seccomp_data, args) + 2 * sizeof(uint64_t);
+    const unsigned arg0 = offsetof(struct seccomp_data, args);
+    const unsigned arg1 = arg0 + sizeof(uint64_t);
+    const unsigned arg2 = arg0 + 2 * sizeof(uint64_t);
+    /* The jump offsets count instructions from the next one. */
     struct sock_filter code[] = {
         /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
         /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_setrlimit, 7, 0),
-        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 1, 0),
-        /* 6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        /* 7: prlimit64's third argument, the new limit, low half */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, args2),
-        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
-        /* 9: high half */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, args2 + 4),
-        /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_setrlimit, 0, 2),
+        /* 5: setrlimit's resource */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_NOFILE, 8, 7),
+        /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 0, 6),
+        /* 8: prlimit64's resource */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg1),
+        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_NOFILE, 0, 4),
+        /* 10: prlimit64's new limit, a pointer: low half, then high half */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg2),
+        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+        /* 12 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg2 + 4),
+        /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+        /* 14 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        /* 15 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
     };
     struct sock_fprog program = {sizeof code / sizeof code[0], code};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
