@@ -403,7 +403,9 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
      * its earlier registration only with that registration's token (and,
      * with CURVE, key), so that no peer can take over another worker by
      * sending its host, pid and name. The replaced worker's trial is
-     * queued again so that the new registration can adopt it below. */
+     * queued again so that the new registration can adopt it below.
+     * NOTE: a worker whose `registered` was lost never saw the token, so
+     * it is rejected here until its old registration is declared lost. */
     for (size_t i = 0; i < srv->n_workers; i++) {
         worker_slot *old = &srv->workers[i];
         if (worker_is_same(old, peer, reg) &&
