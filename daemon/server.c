@@ -337,11 +337,16 @@ static void reject_claim(server *srv, const worker_slot *w, const hpo_peer *peer
                     PRId64 " is registered to %s", type, w->id, w->host, w->pid,
                     claimant, mismatch, w->id, rightful);
 
-    char text[256];
+    /* A register matches by host, pid and name, which two workers share
+     * when, for example, each runs as pid 1 in a container on the host's
+     * network. */
+    const char *fix = strcmp(type, "register") == 0
+                          ? "if this is another worker, give it its own --name"
+                          : "register to get a worker id of your own";
+    char text[HPO_MESSAGE_MAX + 1];
     snprintf(text, sizeof text, "worker w%" PRId64 " (%.64s, pid %" PRId64 ") is "
-             "registered to another connection, and this %s has %s; a worker "
-             "presents the token of its own registration", w->id, w->name, w->pid,
-             type, mismatch);
+             "registered to another connection, and this %s has %s; %s", w->id,
+             w->name, w->pid, type, mismatch, fix);
     send_error(srv->workers_sock, peer, HPO_PROTO_WORKER_ID_TAKEN, text);
 }
 

@@ -360,7 +360,8 @@ static void handle_error(service *s, const hpo_msg_error *e, double now)
         s->registered = false;
         s->awaiting = AWAIT_NONE;
         s->register_at = now + REGISTER_REJECTED_RETRY_MS / 1000.0;
-        hpo_log_info("registering again in %d ms", REGISTER_REJECTED_RETRY_MS);
+        hpo_log_limited("worker-register-retry", 1, HPO_LOG_INFO,
+                        "registering again in %d ms", REGISTER_REJECTED_RETRY_MS);
     } else if (e->code == HPO_PROTO_WRONG_WORKER_KIND) {
         snprintf(s->rejection, sizeof s->rejection, "%s", e->message);
         s->failed = 1;

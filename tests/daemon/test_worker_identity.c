@@ -463,6 +463,7 @@ static void test_claim_by_id_rejected(void **state)
     worker_expect_error(&intruder, HPO_PROTO_WORKER_ID_TAKEN, &reply, "ready with a foreign id");
     assert_non_null(strstr(reply.error.message, owner.id));
     assert_non_null(strstr(reply.error.message, "a wrong session token"));
+    assert_non_null(strstr(reply.error.message, "register to get a worker id"));
     hpo_msg_clear(&reply);
     worker_send_ready(&intruder, owner.id, "");
     worker_expect_error(&intruder, HPO_PROTO_WORKER_ID_TAKEN, &reply, "ready without a token");
@@ -471,7 +472,7 @@ static void test_claim_by_id_rejected(void **state)
     assert_int_equal(log_count(f, "ready claiming worker", owner.id, "rejected", NULL), 2);
 
     /* A heartbeat with the owner's id and a wrong token of the right
-     * length: still rejected, and nothing reaches the owner. */
+     * length is rejected too. */
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
     snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", owner.id);
@@ -506,6 +507,7 @@ static void test_claim_by_register_rejected(void **state)
     worker_send_register(&copycat, "same-name", HPO_WORKER_KIND_CIFAR10, "");
     worker_expect_error(&copycat, HPO_PROTO_WORKER_ID_TAKEN, &reply, "register without a token");
     assert_non_null(strstr(reply.error.message, owner.id));
+    assert_non_null(strstr(reply.error.message, "give it its own --name"));
     hpo_msg_clear(&reply);
     worker_send_register(&copycat, "same-name", HPO_WORKER_KIND_CIFAR10,
                          "0123456789abcdef0123456789abcdef");
