@@ -7,7 +7,9 @@
  *
  * Backends: "reference" (plain loops straight from the definitions; the
  * oracle in tests), "blas" (im2col + cblas_sgemm) and, when oneDNN is
- * found at build time, "dnnl" (oneDNN convolution primitives). */
+ * found at build time, "dnnl" (oneDNN convolution primitives). Pooling,
+ * activations and the loss are the same loops for all of them
+ * (layers.h). */
 #ifndef HPO_WORKER_KERNELS_H
 #define HPO_WORKER_KERNELS_H
 
@@ -51,14 +53,6 @@ typedef struct {
                           const float *b, float *y);
     void (*dense_backward)(int n, int in, int out, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
-
-    /* Pooling as in layers.h. arg holds one int32 per output element; what
-     * max and min pooling store there to route gradients is the backend's
-     * own business, so only the same backend's pool_backward reads it. */
-    void (*pool_forward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *x,
-                         float *y, int32_t *arg);
-    void (*pool_backward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n,
-                          const float *dy, const int32_t *arg, float *dx);
 } hpo_kernels;
 
 extern const hpo_kernels hpo_kernels_reference;

@@ -190,6 +190,4 @@ const hpo_kernels hpo_kernels_blas = {
     .conv2d_backward = blas_conv2d_backward,
     .dense_forward = blas_dense_forward,
     .dense_backward = blas_dense_backward,
-    .pool_forward = hpo_pool_forward,
-    .pool_backward = hpo_pool_backward,
 };
