@@ -217,6 +217,19 @@ static void dropout_forward(hpo_net *net, hpo_net_layer *l, const float *x, size
         l->y[i] = x[i] * l->mask[i];
 }
 
+/* Whether pooling layer i can apply the activation derivative of the
+ * convolution below it. Max and min pooling pass each output's gradient to
+ * the input element it took, whose activation value is the output's own,
+ * so the derivative computed from the pooled values and applied to the
+ * pooled gradient equals the one applied to the convolution's gradient
+ * afterwards, on a tensor a window's area smaller. */
+static bool pool_takes_activation(const hpo_net *net, int i)
+{
+    const hpo_net_layer *l = &net->layers[i];
+    return i > 0 && l->spec.kind != HPO_LAYER_AVGPOOL2D &&
+           net->layers[i - 1].spec.kind == HPO_LAYER_CONV2D;
+}
+
 const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
 {
     const hpo_kernels *k = net->kernels;
@@ -233,7 +246,7 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            k->pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            hpo_pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             hpo_global_avgpool_forward(n, l->in.h * l->in.w, l->in.c, in, l->y);
@@ -265,6 +278,10 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
     float *grad = net->grad_a;  /* gradient w.r.t. the current layer's output */
     float *spare = net->grad_b;
 
+    /* Set when a pooling layer has applied the activation derivative of
+     * the layer below it, which then skips it. */
+    bool activation_done = false;
+
     hpo_cross_entropy_backward(n, net->classes, head->output, labels, grad);
 
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -276,7 +293,9 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
 
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
-            hpo_activation_backward(l->spec.activation, count, l->y, grad);
+            if (!activation_done)
+                hpo_activation_backward(l->spec.activation, count, l->y, grad);
+            activation_done = false;
             k->conv2d_backward(&l->conv, n, in, l->w, grad, dx, l->dw, l->db, net->scratch);
             break;
         case HPO_LAYER_DENSE:
@@ -290,8 +309,13 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            if (dx != NULL)
-                k->pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
+            if (dx == NULL)
+                break;
+            if (pool_takes_activation(net, i)) {
+                hpo_activation_backward(net->layers[i - 1].spec.activation, count, l->y, grad);
+                activation_done = true;
+            }
+            hpo_pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             if (dx != NULL)
