@@ -13,9 +13,11 @@
  * If oneDNN cannot create a primitive, the call falls back to the BLAS
  * kernels and logs it once per geometry. */
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "hpo/log.h"
 #include "kernels.h"
 #include "layers.h"
@@ -266,6 +268,10 @@ static size_t dnnl_conv2d_scratch_floats(const hpo_conv_geom *g, int n)
 static void dnnl_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
                                 const float *w, const float *b, float *y, float *scratch)
 {
+    if (hpo_conv_direct_supports(g, omp_get_max_threads())) {
+        hpo_conv_direct_forward(g, n, x, w, b, y);
+        return;
+    }
     conv_entry *e = conv_entry_get(g, n);
     if (e == NULL) {
         hpo_kernels_blas.conv2d_forward(g, n, x, w, b, y, scratch);
@@ -294,10 +300,33 @@ static void dnnl_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
     dnnl_stream_wait(stream);
 }
 
+/* Input gradient: diff_dst must already be bound (and converted). */
+static void conv_backward_data(conv_entry *e, const float *w, dnnl_memory_t diff_dst, float *dx)
+{
+    dnnl_memory_set_data_handle(e->diff_src, dx);
+    dnnl_memory_set_data_handle(e->user_weights, (void *)w);
+    dnnl_memory_t weights = e->user_weights;
+    if (e->weights_bwd_data.primitive != NULL) {
+        reorder_run(&e->weights_bwd_data, e->user_weights, true);
+        weights = e->weights_bwd_data.memory;
+    }
+    dnnl_exec_arg_t dargs[] = {
+        {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DIFF_SRC, e->diff_src},
+    };
+    dnnl_primitive_execute(e->bwd_data, stream, 3, dargs);
+}
+
 static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
                                  const float *w, const float *dy, float *dx, float *dw,
                                  float *db, float *scratch)
 {
+    bool direct = hpo_conv_direct_supports(g, omp_get_max_threads());
+    if (direct) {
+        hpo_conv_direct_backward_weights(g, n, x, dy, dw, db);
+        if (dx == NULL)
+            return;
+    }
     conv_entry *e = conv_entry_get(g, n);
     if (e == NULL) {
         hpo_kernels_blas.conv2d_backward(g, n, x, w, dy, dx, dw, db, scratch);
@@ -321,30 +350,20 @@ static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
     }
 
     /* Weight gradients, then back into the HWIO layout. */
-    dnnl_memory_t diff_weights = e->diff_weights.primitive != NULL ? e->diff_weights.memory
-                                                                   : e->user_diff_weights;
-    dnnl_exec_arg_t wargs[] = {
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
-        {DNNL_ARG_DIFF_WEIGHTS, diff_weights}, {DNNL_ARG_DIFF_BIAS, e->diff_bias},
-    };
-    dnnl_primitive_execute(e->bwd_weights, stream, 4, wargs);
-    if (e->diff_weights.primitive != NULL)
-        reorder_run(&e->diff_weights, e->user_diff_weights, false);
-
-    if (dx != NULL) {
-        dnnl_memory_set_data_handle(e->diff_src, dx);
-        dnnl_memory_set_data_handle(e->user_weights, (void *)w);
-        dnnl_memory_t weights = e->user_weights;
-        if (e->weights_bwd_data.primitive != NULL) {
-            reorder_run(&e->weights_bwd_data, e->user_weights, true);
-            weights = e->weights_bwd_data.memory;
-        }
-        dnnl_exec_arg_t dargs[] = {
-            {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},
-            {DNNL_ARG_DIFF_SRC, e->diff_src},
+    if (!direct) {
+        dnnl_memory_t diff_weights = e->diff_weights.primitive != NULL
+                                         ? e->diff_weights.memory
+                                         : e->user_diff_weights;
+        dnnl_exec_arg_t wargs[] = {
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+            {DNNL_ARG_DIFF_WEIGHTS, diff_weights}, {DNNL_ARG_DIFF_BIAS, e->diff_bias},
         };
-        dnnl_primitive_execute(e->bwd_data, stream, 3, dargs);
+        dnnl_primitive_execute(e->bwd_weights, stream, 4, wargs);
+        if (e->diff_weights.primitive != NULL)
+            reorder_run(&e->diff_weights, e->user_diff_weights, false);
     }
+    if (dx != NULL)
+        conv_backward_data(e, w, diff_dst, dx);
     dnnl_stream_wait(stream);
 }
 

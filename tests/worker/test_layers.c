@@ -18,6 +18,7 @@
 
 #include "hpo/error.h"
 #include "hpo/model.h"
+#include "conv_direct.h"
 #include "kernels.h"
 #include "layers.h"
 #include "net.h"
@@ -306,8 +307,8 @@ static void gradients_all_backends(void **state)
 
 /* Runs the same conv geometry through the reference loops and `fast`,
  * forward and backward, on random data and compares every output. */
-static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filters, int kernel,
-                         int stride, int same, int n)
+static void compare_conv_act(const hpo_kernels *fast, int in_h, int in_c, int filters,
+                             int kernel, int stride, int same, int n, hpo_activation act)
 {
     int out_h = same ? (in_h + stride - 1) / stride : (in_h - kernel) / stride + 1;
     hpo_conv_geom g = {
@@ -316,6 +317,7 @@ static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filter
         .kernel = kernel, .stride = stride,
         .pad_top = hpo_padding_before(in_h, out_h, kernel, stride, same),
         .pad_left = hpo_padding_before(in_h, out_h, kernel, stride, same),
+        .activation = act,
     };
     size_t nx = (size_t)n * in_h * in_h * in_c, ny = (size_t)n * out_h * out_h * filters;
     size_t nw = (size_t)kernel * kernel * in_c * filters;
@@ -370,6 +372,12 @@ static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filter
     gsl_rng_free(rng);
 }
 
+static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filters, int kernel,
+                         int stride, int same, int n)
+{
+    compare_conv_act(fast, in_h, in_c, filters, kernel, stride, same, n, HPO_ACT_LINEAR);
+}
+
 static void conv_matches_reference(void **state)
 {
     for (int i = 0; hpo_kernels_names[i] != NULL; i++) {
@@ -382,7 +390,60 @@ static void conv_matches_reference(void **state)
         compare_conv(k, 6, 5, 4, 1, 1, 0, 3); /* pointwise: the GEMM-only path */
         /* Large enough that the BLAS backend splits the batch into chunks. */
         compare_conv(k, 15, 64, 16, 5, 1, 0, 12);
+        /* Few input channels and filters in blocks of 16: the direct loops
+         * of conv_direct.c where AVX-512 is built, with a partial block of
+         * output pixels (out_w 8 = 6 + 2), stride 2 and kernels split into
+         * chunks of rows. */
+        compare_conv_act(k, 10, 3, 32, 3, 1, 0, 3, HPO_ACT_RELU);
+        compare_conv_act(k, 13, 3, 16, 5, 2, 0, 2, HPO_ACT_LINEAR);
+        compare_conv_act(k, 14, 1, 48, 7, 1, 0, 2, HPO_ACT_RELU);
+        compare_conv_act(k, 9, 4, 32, 1, 1, 0, 2, HPO_ACT_RELU);
     }
+}
+
+/* The geometries above that conv_matches_reference sends to the direct
+ * loops are the ones those loops take, where they are built (AVX-512),
+ * and the loops refuse what they do not handle. */
+static void conv_direct_choice(void **state)
+{
+    hpo_conv_geom first = {.in_h = 32, .in_w = 32, .in_c = 3, .out_h = 30, .out_w = 30,
+                           .out_c = 32, .kernel = 3, .stride = 1,
+                           .activation = HPO_ACT_RELU};
+    if (!hpo_conv_direct_supports(&first, 2)) {
+        printf("direct convolution loops not built (no AVX-512): checking refusals only\n");
+    } else {
+        const hpo_conv_geom taken[] = {
+            {.in_h = 10, .in_w = 10, .in_c = 3, .out_h = 8, .out_w = 8, .out_c = 32,
+             .kernel = 3, .stride = 1, .activation = HPO_ACT_RELU},
+            {.in_h = 13, .in_w = 13, .in_c = 3, .out_h = 5, .out_w = 5, .out_c = 16,
+             .kernel = 5, .stride = 2},
+            {.in_h = 14, .in_w = 14, .in_c = 1, .out_h = 8, .out_w = 8, .out_c = 48,
+             .kernel = 7, .stride = 1, .activation = HPO_ACT_RELU},
+            {.in_h = 9, .in_w = 9, .in_c = 4, .out_h = 9, .out_w = 9, .out_c = 32,
+             .kernel = 1, .stride = 1, .activation = HPO_ACT_RELU},
+        };
+        for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+            assert_true(hpo_conv_direct_supports(&taken[i], 2));
+        /* 32 filters of a 3x3 kernel make 2 work items for the weight
+         * gradient: not enough for 4 threads. */
+        assert_false(hpo_conv_direct_supports(&first, 4));
+    }
+    hpo_conv_geom g = first;
+    g.activation = HPO_ACT_TANH;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.out_c = 24;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.bf16 = true;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.out_h = g.out_w = 32;
+    g.pad_top = g.pad_left = 1;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.in_c = 8;
+    assert_false(hpo_conv_direct_supports(&g, 1));
 }
 
 static void dense_matches_reference(const hpo_kernels *fast)
@@ -575,6 +636,7 @@ int main(void)
         cmocka_unit_test(conv_same_padding_all),
         cmocka_unit_test(gradients_all_backends),
         cmocka_unit_test(conv_matches_reference),
+        cmocka_unit_test(conv_direct_choice),
         cmocka_unit_test(dense_matches_reference_all),
 #if HPO_HAVE_DNNL
         cmocka_unit_test(dnnl_bf16_conv_close_to_float32),

@@ -1,0 +1,244 @@
+#include "conv_direct.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#if defined(__AVX512F__)
+
+#include <immintrin.h>
+
+enum {
+    LANES = 16,    /* floats per AVX-512 register: one block of filters */
+    PIXELS = 6,    /* output pixels that the forward pass sums at once */
+    MAX_TAPS = 28, /* weight-gradient sums kept in registers per block */
+};
+
+/* Returns the largest number of kernel rows that divides the kernel size
+ * and whose taps (kernel * channels per row) fit in MAX_TAPS registers.
+ * The weight gradient handles the kernel in equal chunks of these rows. */
+static inline int rows_per_chunk(int kernel, int channels)
+{
+    int rows = kernel;
+    while (rows > 1 && (kernel % rows != 0 || rows * kernel * channels > MAX_TAPS))
+        rows--;
+    return rows;
+}
+
+/* The loops below are written for any kernel size K and channel count C,
+ * and inlined into one function per (K, C) pair, so that the compiler
+ * unrolls the tap loops and keeps every sum in a register. */
+
+/* Computes output row r (image r / out_h, row r % out_h) for all filters.
+ * With a constant stride, every input of a block of pixels is addressed
+ * from one pointer, so the VARIANT functions pass a literal 1 when the
+ * stride is 1. */
+static inline __attribute__((always_inline)) void
+forward_row(const hpo_conv_geom *g, int r, const float *x, const float *w, const float *b,
+            float *y, const int K, const int C, const int stride)
+{
+    const int taps_per_row = K * C, filters = g->out_c;
+    const size_t in_row = (size_t)g->in_w * C;
+    const bool relu = g->activation == HPO_ACT_RELU;
+    const __m512 zero = _mm512_setzero_ps();
+
+    {
+        const int image = r / g->out_h, oy = r % g->out_h;
+        const float *x_row = x + ((size_t)image * g->in_h + (size_t)oy * stride) * in_row;
+        float *y_row = y + (size_t)r * g->out_w * filters;
+
+        for (int fb = 0; fb < filters; fb += LANES) {
+            /* This block's weights, tap by tap, so that each tap's vector
+             * sits at a constant offset. */
+            float wp[K * K * C * LANES] __attribute__((aligned(64)));
+            for (int t = 0; t < K * K * C; t++)
+                _mm512_store_ps(wp + t * LANES, _mm512_loadu_ps(w + (size_t)t * filters + fb));
+            const __m512 bias = _mm512_loadu_ps(b + fb);
+            int ox = 0;
+            for (; ox + PIXELS <= g->out_w; ox += PIXELS) {
+                __m512 acc[PIXELS];
+#pragma GCC unroll 8
+                for (int p = 0; p < PIXELS; p++)
+                    acc[p] = bias;
+                for (int ky = 0; ky < K; ky++) {
+                    const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
+                    const float *ws = wp + ky * taps_per_row * LANES;
+                    /* Opaque to the optimizer, so that it addresses every
+                     * load below from these two registers instead of
+                     * keeping one induction pointer per load. */
+                    __asm__("" : "+r"(xs), "+r"(ws));
+#pragma GCC unroll 28
+                    for (int j = 0; j < taps_per_row; j++) {
+                        const __m512 wv = _mm512_load_ps(ws + j * LANES);
+#pragma GCC unroll 8
+                        for (int p = 0; p < PIXELS; p++)
+                            acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(xs[p * stride * C + j]),
+                                                     wv, acc[p]);
+                    }
+                }
+                /* max(0, v) returns v when v is NaN, so divergence shows. */
+#pragma GCC unroll 8
+                for (int p = 0; p < PIXELS; p++)
+                    _mm512_storeu_ps(y_row + (size_t)(ox + p) * filters + fb,
+                                     relu ? _mm512_max_ps(zero, acc[p]) : acc[p]);
+            }
+            for (; ox < g->out_w; ox++) {
+                __m512 acc = bias;
+                for (int ky = 0; ky < K; ky++) {
+                    const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
+                    const float *ws = wp + ky * taps_per_row * LANES;
+                    for (int j = 0; j < taps_per_row; j++)
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(xs[j]),
+                                              _mm512_load_ps(ws + j * LANES), acc);
+                }
+                _mm512_storeu_ps(y_row + (size_t)ox * filters + fb,
+                                 relu ? _mm512_max_ps(zero, acc) : acc);
+            }
+        }
+    }
+}
+
+/* Computes the weight gradient of one work item: a block of 16 filters
+ * and a chunk of kernel rows. It sums over every pixel of the batch in a
+ * fixed order. */
+static inline __attribute__((always_inline)) void
+weights_item(const hpo_conv_geom *g, int n, int item, const float *x, const float *dy,
+             float *dw, float *db, const int K, const int C)
+{
+    const int taps_per_row = K * C, filters = g->out_c, stride = g->stride;
+    const int R = rows_per_chunk(K, C), chunks = K / R;
+    const size_t in_row = (size_t)g->in_w * C;
+
+    {
+        const int fb = item / chunks * LANES, ky0 = item % chunks * R;
+        __m512 acc[MAX_TAPS];
+        __m512 bias_sum = _mm512_setzero_ps();
+#pragma GCC unroll 28
+        for (int t = 0; t < R * taps_per_row; t++)
+            acc[t] = _mm512_setzero_ps();
+
+        for (int image = 0; image < n; image++) {
+            for (int oy = 0; oy < g->out_h; oy++) {
+                const float *x_row =
+                    x + ((size_t)image * g->in_h + (size_t)oy * stride + ky0) * in_row;
+                const float *d_row =
+                    dy + ((size_t)image * g->out_h + oy) * g->out_w * filters + fb;
+                for (int ox = 0; ox < g->out_w; ox++) {
+                    const __m512 d = _mm512_loadu_ps(d_row + (size_t)ox * filters);
+                    const float *xs = x_row + (size_t)ox * stride * C;
+                    bias_sum = _mm512_add_ps(bias_sum, d);
+#pragma GCC unroll 28
+                    for (int t = 0; t < R * taps_per_row; t++)
+                        acc[t] = _mm512_fmadd_ps(
+                            _mm512_set1_ps(xs[t / taps_per_row * in_row + t % taps_per_row]),
+                            d, acc[t]);
+                }
+            }
+        }
+
+        for (int t = 0; t < R * taps_per_row; t++)
+            _mm512_storeu_ps(dw + ((size_t)ky0 * taps_per_row + t) * filters + fb, acc[t]);
+        if (ky0 == 0)
+            _mm512_storeu_ps(db + fb, bias_sum);
+    }
+}
+
+typedef struct {
+    int kernel, channels;
+    void (*forward)(const hpo_conv_geom *g, int n, const float *x, const float *w,
+                    const float *b, float *y);
+    void (*weights)(const hpo_conv_geom *g, int n, const float *x, const float *dy, float *dw,
+                    float *db);
+} variant;
+
+/* The parallel loops sit here rather than in the inlined functions,
+ * because OpenMP outlines a loop's body before inlining: written there,
+ * one outlined body would serve every (K, C) pair with K and C unknown. */
+#define VARIANT(K, C)                                                                     \
+    static void forward_k##K##c##C(const hpo_conv_geom *g, int n, const float *x,         \
+                                   const float *w, const float *b, float *y)              \
+    {                                                                                     \
+        _Pragma("omp parallel for schedule(static)")                                      \
+        for (int r = 0; r < n * g->out_h; r++) {                                          \
+            if (g->stride == 1)                                                           \
+                forward_row(g, r, x, w, b, y, K, C, 1);                                   \
+            else                                                                          \
+                forward_row(g, r, x, w, b, y, K, C, g->stride);                           \
+        }                                                                                 \
+    }                                                                                     \
+    static void weights_k##K##c##C(const hpo_conv_geom *g, int n, const float *x,         \
+                                   const float *dy, float *dw, float *db)                 \
+    {                                                                                     \
+        const int items = g->out_c / LANES * (K / rows_per_chunk(K, C));                  \
+        _Pragma("omp parallel for schedule(static)")                                      \
+        for (int item = 0; item < items; item++)                                          \
+            weights_item(g, n, item, x, dy, dw, db, K, C);                                \
+    }
+
+#define VARIANTS_FOR_KERNEL(K) VARIANT(K, 1) VARIANT(K, 2) VARIANT(K, 3) VARIANT(K, 4)
+VARIANTS_FOR_KERNEL(1)
+VARIANTS_FOR_KERNEL(3)
+VARIANTS_FOR_KERNEL(5)
+VARIANTS_FOR_KERNEL(7)
+
+#define ENTRY(K, C) {K, C, forward_k##K##c##C, weights_k##K##c##C}
+#define ENTRIES_FOR_KERNEL(K) ENTRY(K, 1), ENTRY(K, 2), ENTRY(K, 3), ENTRY(K, 4)
+static const variant variants[] = {
+    ENTRIES_FOR_KERNEL(1), ENTRIES_FOR_KERNEL(3), ENTRIES_FOR_KERNEL(5), ENTRIES_FOR_KERNEL(7),
+};
+
+static const variant *variant_find(int kernel, int channels)
+{
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++)
+        if (variants[i].kernel == kernel && variants[i].channels == channels)
+            return &variants[i];
+    return NULL;
+}
+
+bool hpo_conv_direct_supports(const hpo_conv_geom *g, int threads)
+{
+    if (variant_find(g->kernel, g->in_c) == NULL || g->bf16 || g->out_c % LANES != 0)
+        return false;
+    if (g->activation != HPO_ACT_RELU && g->activation != HPO_ACT_LINEAR)
+        return false;
+    if (g->pad_top != 0 || g->pad_left != 0 ||
+        (g->out_h - 1) * g->stride + g->kernel > g->in_h ||
+        (g->out_w - 1) * g->stride + g->kernel > g->in_w)
+        return false;
+    return g->out_c / LANES * (g->kernel / rows_per_chunk(g->kernel, g->in_c)) >= threads;
+}
+
+void hpo_conv_direct_forward(const hpo_conv_geom *g, int n, const float *x, const float *w,
+                             const float *b, float *y)
+{
+    variant_find(g->kernel, g->in_c)->forward(g, n, x, w, b, y);
+}
+
+void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float *x,
+                                      const float *dy, float *dw, float *db)
+{
+    variant_find(g->kernel, g->in_c)->weights(g, n, x, dy, dw, db);
+}
+
+#else /* no AVX-512: every convolution goes to the backend's own kernels */
+
+bool hpo_conv_direct_supports(const hpo_conv_geom *g, int threads)
+{
+    (void)g;
+    (void)threads;
+    return false;
+}
+
+/* Unreachable: callers check hpo_conv_direct_supports() first. */
+void hpo_conv_direct_forward(const hpo_conv_geom *g, int n, const float *x, const float *w,
+                             const float *b, float *y)
+{
+    abort();
+}
+
+void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float *x,
+                                      const float *dy, float *dw, float *db)
+{
+    abort();
+}
+
+#endif
