@@ -6,6 +6,7 @@
 #if defined(__AVX512F__)
 
 #include <immintrin.h>
+#include <omp.h>
 
 enum {
     LANES = 16,    /* floats per AVX-512 register: one block of filters */
@@ -28,13 +29,13 @@ static inline int rows_per_chunk(int kernel, int channels)
  * and inlined into one function per (K, C) pair, so that the compiler
  * unrolls the tap loops and keeps every sum in a register. */
 
-/* Computes output row r (image r / out_h, row r % out_h) for all filters.
- * With a constant stride, every input of a block of pixels is addressed
- * from one pointer, so the VARIANT functions pass a literal 1 when the
- * stride is 1. */
+/* Computes output row oy of one image for all filters into y_row. With a
+ * constant stride, every input of a block of pixels is addressed from one
+ * pointer, so the VARIANT functions pass a literal 1 when the stride is
+ * 1. */
 static inline __attribute__((always_inline)) void
-forward_row(const hpo_conv_geom *g, int r, const float *x, const float *w, const float *b,
-            float *y, const int K, const int C, const int stride)
+forward_row(const hpo_conv_geom *g, int image, int oy, const float *x, const float *w,
+            const float *b, float *y_row, const int K, const int C, const int stride)
 {
     const int taps_per_row = K * C, filters = g->out_c;
     const size_t in_row = (size_t)g->in_w * C;
@@ -42,9 +43,7 @@ forward_row(const hpo_conv_geom *g, int r, const float *x, const float *w, const
     const __m512 zero = _mm512_setzero_ps();
 
     {
-        const int image = r / g->out_h, oy = r % g->out_h;
         const float *x_row = x + ((size_t)image * g->in_h + (size_t)oy * stride) * in_row;
-        float *y_row = y + (size_t)r * g->out_w * filters;
 
         for (int fb = 0; fb < filters; fb += LANES) {
             /* This block's weights, tap by tap, so that each tap's vector
@@ -97,6 +96,42 @@ forward_row(const hpo_conv_geom *g, int r, const float *x, const float *w, const
     }
 }
 
+/* Limit on the convolution rows that the fused pooling keeps on a
+ * thread's stack: pool size * out_w * filters floats. */
+enum { POOL_ROWS_FLOATS = 16384 };
+
+/* Pools `size` convolution rows (rows, each out_w * filters floats) into
+ * output row py of z and arg, as hpo_pool_forward() would from the whole
+ * convolution output: the first window element wins ties. */
+static void pool_rows(const hpo_conv_geom *g, hpo_pool_kind kind, const hpo_pool_geom *p,
+                      int py, const float *rows, float *z_row, int32_t *arg_row)
+{
+    const int filters = g->out_c;
+    const size_t row_size = (size_t)g->out_w * filters;
+
+    for (int px = 0; px < p->out_w; px++) {
+        float *out = z_row + (size_t)px * filters;
+        int32_t *out_arg = arg_row + (size_t)px * filters;
+        const int iy0 = py * p->stride, ix0 = px * p->stride;
+        const int32_t first = (int32_t)(((size_t)iy0 * g->out_w + ix0) * filters);
+
+        for (int c = 0; c < filters; c++) {
+            out[c] = rows[(size_t)ix0 * filters + c];
+            out_arg[c] = first + c;
+        }
+        for (int q = 0; q < p->size; q++)
+            for (int ix = ix0; ix < ix0 + p->size; ix++) {
+                const float *in = rows + (size_t)q * row_size + (size_t)ix * filters;
+                const int32_t base = (int32_t)(((size_t)(iy0 + q) * g->out_w + ix) * filters);
+                for (int c = 0; c < filters; c++) {
+                    bool better = kind == HPO_POOL_MAX ? in[c] > out[c] : in[c] < out[c];
+                    out[c] = better ? in[c] : out[c];
+                    out_arg[c] = better ? base + c : out_arg[c];
+                }
+            }
+    }
+}
+
 /* Computes the weight gradient of one work item: a block of 16 filters
  * and a chunk of kernel rows. It sums over every pixel of the batch in a
  * fixed order. */
@@ -146,6 +181,9 @@ typedef struct {
     int kernel, channels;
     void (*forward)(const hpo_conv_geom *g, int n, const float *x, const float *w,
                     const float *b, float *y);
+    void (*forward_pool)(const hpo_conv_geom *g, hpo_pool_kind kind, const hpo_pool_geom *p,
+                         int n, const float *x, const float *w, const float *b, float *z,
+                         int32_t *arg);
     void (*weights)(const hpo_conv_geom *g, int n, const float *x, const float *dy, float *dw,
                     float *db);
 } variant;
@@ -159,10 +197,34 @@ typedef struct {
     {                                                                                     \
         _Pragma("omp parallel for schedule(static)")                                      \
         for (int r = 0; r < n * g->out_h; r++) {                                          \
+            float *y_row = y + (size_t)r * g->out_w * g->out_c;                           \
             if (g->stride == 1)                                                           \
-                forward_row(g, r, x, w, b, y, K, C, 1);                                   \
+                forward_row(g, r / g->out_h, r % g->out_h, x, w, b, y_row, K, C, 1);      \
             else                                                                          \
-                forward_row(g, r, x, w, b, y, K, C, g->stride);                           \
+                forward_row(g, r / g->out_h, r % g->out_h, x, w, b, y_row, K, C,          \
+                            g->stride);                                                   \
+        }                                                                                 \
+    }                                                                                     \
+    static void forward_pool_k##K##c##C(const hpo_conv_geom *g, hpo_pool_kind kind,       \
+                                        const hpo_pool_geom *p, int n, const float *x,    \
+                                        const float *w, const float *b, float *z,         \
+                                        int32_t *arg)                                     \
+    {                                                                                     \
+        const size_t z_row = (size_t)p->out_w * g->out_c;                                 \
+        _Pragma("omp parallel for schedule(static)")                                      \
+        for (int r = 0; r < n * p->out_h; r++) {                                          \
+            float rows[POOL_ROWS_FLOATS] __attribute__((aligned(64)));                    \
+            const int image = r / p->out_h, py = r % p->out_h;                            \
+            for (int q = 0; q < p->size; q++) {                                           \
+                float *row = rows + (size_t)q * g->out_w * g->out_c;                      \
+                int oy = py * p->stride + q;                                              \
+                if (g->stride == 1)                                                       \
+                    forward_row(g, image, oy, x, w, b, row, K, C, 1);                     \
+                else                                                                      \
+                    forward_row(g, image, oy, x, w, b, row, K, C, g->stride);             \
+            }                                                                             \
+            pool_rows(g, kind, p, py, rows, z + (size_t)r * z_row,                        \
+                      arg + (size_t)r * z_row);                                           \
         }                                                                                 \
     }                                                                                     \
     static void weights_k##K##c##C(const hpo_conv_geom *g, int n, const float *x,         \
@@ -180,7 +242,7 @@ VARIANTS_FOR_KERNEL(3)
 VARIANTS_FOR_KERNEL(5)
 VARIANTS_FOR_KERNEL(7)
 
-#define ENTRY(K, C) {K, C, forward_k##K##c##C, weights_k##K##c##C}
+#define ENTRY(K, C) {K, C, forward_k##K##c##C, forward_pool_k##K##c##C, weights_k##K##c##C}
 #define ENTRIES_FOR_KERNEL(K) ENTRY(K, 1), ENTRY(K, 2), ENTRY(K, 3), ENTRY(K, 4)
 static const variant variants[] = {
     ENTRIES_FOR_KERNEL(1), ENTRIES_FOR_KERNEL(3), ENTRIES_FOR_KERNEL(5), ENTRIES_FOR_KERNEL(7),
@@ -219,6 +281,24 @@ void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float
     variant_find(g->kernel, g->in_c)->weights(g, n, x, dy, dw, db);
 }
 
+bool hpo_conv_direct_pool_supports(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                   const hpo_pool_geom *p, int threads)
+{
+    return hpo_conv_direct_supports(g, threads) && kind != HPO_POOL_AVG &&
+           p->stride >= p->size && p->pad_top == 0 && p->pad_left == 0 &&
+           (size_t)p->size * g->out_w * g->out_c <= POOL_ROWS_FLOATS;
+}
+
+bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                      const hpo_pool_geom *p, int n, const float *x,
+                                      const float *w, const float *b, float *z, int32_t *arg)
+{
+    if (!hpo_conv_direct_pool_supports(g, kind, p, omp_get_max_threads()))
+        return false;
+    variant_find(g->kernel, g->in_c)->forward_pool(g, kind, p, n, x, w, b, z, arg);
+    return true;
+}
+
 #else /* no AVX-512: every convolution goes to the backend's own kernels */
 
 bool hpo_conv_direct_supports(const hpo_conv_geom *g, int threads)
@@ -239,6 +319,19 @@ void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float
                                       const float *dy, float *dw, float *db)
 {
     abort();
+}
+
+bool hpo_conv_direct_pool_supports(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                   const hpo_pool_geom *p, int threads)
+{
+    return false;
+}
+
+bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                      const hpo_pool_geom *p, int n, const float *x,
+                                      const float *w, const float *b, float *z, int32_t *arg)
+{
+    return false;
 }
 
 #endif

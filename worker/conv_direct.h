@@ -16,6 +16,7 @@
 #define HPO_WORKER_CONV_DIRECT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kernels.h"
 
@@ -36,5 +37,22 @@ void hpo_conv_direct_forward(const hpo_conv_geom *g, int n, const float *x, cons
  * so results do not depend on the thread count. */
 void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float *x,
                                       const float *dy, float *dw, float *db);
+
+/* Returns whether hpo_conv_direct_try_forward_pool() fuses conv g with
+ * the pooling p after it: the convolution must be supported, the pooling
+ * max or min, without padding, with windows that do not overlap, and
+ * `size` output rows of the convolution must fit on a thread's stack. */
+bool hpo_conv_direct_pool_supports(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                   const hpo_pool_geom *p, int threads);
+
+/* Computes conv g and then pooling p in one pass, writing only the pooled
+ * output z and arg, the same values hpo_pool_forward() writes from the
+ * convolution's output. That output is never stored: each thread keeps
+ * the rows of one window row on its stack. Returns false, having written
+ * nothing, where hpo_conv_direct_pool_supports() is false for the
+ * current OpenMP thread count. */
+bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                      const hpo_pool_geom *p, int n, const float *x,
+                                      const float *w, const float *b, float *z, int32_t *arg);
 
 #endif

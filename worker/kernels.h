@@ -48,6 +48,15 @@ typedef struct {
                             const float *w, const float *dy, float *dx, float *dw,
                             float *db, float *scratch);
 
+    /* Optional, NULL where absent: conv2d_forward followed by max or min
+     * pooling p, writing only the pooled output z and arg, as
+     * hpo_pool_forward() would. The convolution's own output is not
+     * written. Returns false, having written nothing, where the backend
+     * cannot fuse this pair. */
+    bool (*conv2d_pool_forward)(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                const hpo_pool_geom *p, int n, const float *x, const float *w,
+                                const float *b, float *z, int32_t *arg);
+
     /* y[n][out] = x[n][in] . w[in][out] + b[out] */
     void (*dense_forward)(int n, int in, int out, const float *x, const float *w,
                           const float *b, float *y);

@@ -391,6 +391,7 @@ const hpo_kernels hpo_kernels_dnnl = {
     .conv2d_scratch_floats = dnnl_conv2d_scratch_floats,
     .conv2d_forward = dnnl_conv2d_forward,
     .conv2d_backward = dnnl_conv2d_backward,
+    .conv2d_pool_forward = hpo_conv_direct_try_forward_pool,
     .dense_forward = dnnl_dense_forward,
     .dense_backward = dnnl_dense_backward,
 };

@@ -230,10 +230,28 @@ static bool pool_takes_activation(const hpo_net *net, int i)
            net->layers[i - 1].spec.kind == HPO_LAYER_CONV2D;
 }
 
+/* Runs convolution i and the max or min pooling right after it in one
+ * pass where the backend can, writing only the pooling's output and arg.
+ * The convolution's own output buffer then goes stale, which nothing
+ * reads: the pooling's backward pass needs only arg and its own output
+ * (pool_takes_activation), and the convolution's needs its input. */
+static bool conv_pool_fused(hpo_net *net, int i, int n, const float *in)
+{
+    const hpo_net_layer *l = &net->layers[i];
+    if (net->kernels->conv2d_pool_forward == NULL || i + 1 >= net->n_layers)
+        return false;
+    hpo_net_layer *next = &net->layers[i + 1];
+    if (next->spec.kind != HPO_LAYER_MAXPOOL2D && next->spec.kind != HPO_LAYER_MINPOOL2D)
+        return false;
+    return net->kernels->conv2d_pool_forward(&l->conv, pool_kind(next->spec.kind), &next->pool,
+                                             n, in, l->w, l->b, next->y, next->arg);
+}
+
 const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
 {
     const hpo_kernels *k = net->kernels;
     const float *in = x;
+    bool pooled = false; /* the convolution below this layer did its pooling */
 
     for (int i = 0; i < net->n_layers; i++) {
         hpo_net_layer *l = &net->layers[i];
@@ -241,12 +259,18 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
 
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
+            if (conv_pool_fused(net, i, n, in)) {
+                pooled = true;
+                break;
+            }
             k->conv2d_forward(&l->conv, n, in, l->w, l->b, l->y, net->scratch);
             break;
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            hpo_pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            if (!pooled)
+                hpo_pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            pooled = false;
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             hpo_global_avgpool_forward(n, l->in.h * l->in.w, l->in.c, in, l->y);

@@ -261,6 +261,13 @@ static const hpo_layer_spec net_conv_linear_5x5[] = {
 static const hpo_layer_spec net_maxpool[] = {
     CONV(3, 3, 1, HPO_PAD_VALID, HPO_ACT_TANH), POOL(HPO_LAYER_MAXPOOL2D, 2, 2, HPO_PAD_VALID),
     FLATTEN, HEAD};
+/* 32 filters on 2 channels, pooled without overlap: with AVX-512, the
+ * convolution and the pooling run fused (conv_direct.c). Min pooling of
+ * the fused pass is checked by conv_pool_fusion_exact, because a gradient
+ * check of a linear convolution under min pooling sits on too many kinks. */
+static const hpo_layer_spec net_conv_maxpool_fused[] = {
+    CONV(32, 3, 1, HPO_PAD_VALID, HPO_ACT_RELU), POOL(HPO_LAYER_MAXPOOL2D, 2, 2, HPO_PAD_VALID),
+    FLATTEN, HEAD};
 static const hpo_layer_spec net_minpool_same[] = {
     /* tanh, because min pooling over relu outputs mostly picks zeros,
      * whose gradient is zero, and the check would test little. */
@@ -289,6 +296,7 @@ static void gradient_checks(const hpo_kernels *k)
     gradient_check(NET(net_conv_linear_5x5), k);
     gradient_check(NET(net_maxpool), k);
     gradient_check(NET(net_minpool_same), k);
+    gradient_check(NET(net_conv_maxpool_fused), k);
     gradient_check(NET(net_avgpool_same), k);
     gradient_check(NET(net_global_avgpool), k);
     gradient_check(NET(net_dropout), k);
@@ -444,6 +452,60 @@ static void conv_direct_choice(void **state)
     g = first;
     g.in_c = 8;
     assert_false(hpo_conv_direct_supports(&g, 1));
+}
+
+/* A fused convolution and pooling writes exactly what the convolution
+ * followed by hpo_pool_forward() writes: the same values and the same arg
+ * indices, for max and min pooling, windows that tile the output, leave
+ * rows out or have gaps between them. */
+static void conv_pool_fusion_exact(void **state)
+{
+    enum { N = 3, IN = 10, OUT = 8, F = 32, C = 3, K = 3 };
+    hpo_conv_geom g = {.in_h = IN, .in_w = IN, .in_c = C, .out_h = OUT, .out_w = OUT,
+                       .out_c = F, .kernel = K, .stride = 1, .activation = HPO_ACT_RELU};
+    const hpo_pool_geom pools[] = {
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 4, .out_w = 4, .size = 2, .stride = 2},
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 2, .out_w = 2, .size = 3, .stride = 3},
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 3, .out_w = 3, .size = 2, .stride = 3},
+    };
+    static float x[N * IN * IN * C], w[K * K * C * F], b[F], y[N * OUT * OUT * F];
+    static float z[2][N * 16 * F];
+    static int32_t arg[2][N * 16 * F];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        w[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (int i = 0; i < F; i++)
+        b[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    gsl_rng_free(rng);
+
+    for (int bi = 0; hpo_kernels_names[bi] != NULL; bi++) {
+        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[bi]);
+        if (k->conv2d_pool_forward == NULL)
+            continue;
+        float *scratch = malloc(k->conv2d_scratch_floats(&g, N) * sizeof(float) + 64);
+        k->conv2d_forward(&g, N, x, w, b, y, scratch);
+        for (size_t pi = 0; pi < sizeof pools / sizeof *pools; pi++)
+            for (hpo_pool_kind kind = HPO_POOL_MAX; kind <= HPO_POOL_MIN; kind++) {
+                const hpo_pool_geom *p = &pools[pi];
+                size_t outs = (size_t)N * p->out_h * p->out_w * F;
+                if (!k->conv2d_pool_forward(&g, kind, p, N, x, w, b, z[1], arg[1])) {
+                    printf("%s: no fused convolution and pooling here\n", k->name);
+                    continue;
+                }
+                hpo_pool_forward(kind, p, N, y, z[0], arg[0]);
+                for (size_t i = 0; i < outs; i++) {
+                    if (z[0][i] != z[1][i] || arg[0][i] != arg[1][i])
+                        fail_msg("%s: pooling %zu kind %d: output %zu is %g at %d, expected "
+                                 "%g at %d", k->name, pi, kind, i, z[1][i], arg[1][i],
+                                 z[0][i], arg[0][i]);
+                }
+            }
+        assert_false(k->conv2d_pool_forward(&g, HPO_POOL_AVG, &pools[0], N, x, w, b, z[1],
+                                            arg[1]));
+        free(scratch);
+    }
 }
 
 static void dense_matches_reference(const hpo_kernels *fast)
@@ -637,6 +699,7 @@ int main(void)
         cmocka_unit_test(gradients_all_backends),
         cmocka_unit_test(conv_matches_reference),
         cmocka_unit_test(conv_direct_choice),
+        cmocka_unit_test(conv_pool_fusion_exact),
         cmocka_unit_test(dense_matches_reference_all),
 #if HPO_HAVE_DNNL
         cmocka_unit_test(dnnl_bf16_conv_close_to_float32),
