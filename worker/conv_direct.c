@@ -134,14 +134,20 @@ static void pool_rows(const hpo_conv_geom *g, hpo_pool_kind kind, const hpo_pool
 
 /* Computes the weight gradient of one work item: a block of 16 filters
  * and a chunk of kernel rows. It sums over every pixel of the batch in a
- * fixed order. */
+ * fixed order. With `routed`, dy is the gradient of the pooling p after
+ * the convolution, and each pixel's gradient is the pooled one where arg
+ * names that pixel and zero elsewhere, as hpo_pool_backward() would write
+ * it. Pixels in no window add nothing and are skipped. */
 static inline __attribute__((always_inline)) void
 weights_item(const hpo_conv_geom *g, int n, int item, const float *x, const float *dy,
-             float *dw, float *db, const int K, const int C)
+             const hpo_pool_geom *p, const int32_t *arg, float *dw, float *db, const int K,
+             const int C, const bool routed)
 {
     const int taps_per_row = K * C, filters = g->out_c, stride = g->stride;
     const int R = rows_per_chunk(K, C), chunks = K / R;
     const size_t in_row = (size_t)g->in_w * C;
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                            15);
 
     {
         const int fb = item / chunks * LANES, ky0 = item % chunks * R;
@@ -155,10 +161,41 @@ weights_item(const hpo_conv_geom *g, int n, int item, const float *x, const floa
             for (int oy = 0; oy < g->out_h; oy++) {
                 const float *x_row =
                     x + ((size_t)image * g->in_h + (size_t)oy * stride + ky0) * in_row;
-                const float *d_row =
-                    dy + ((size_t)image * g->out_h + oy) * g->out_w * filters + fb;
+                const float *d_row;
+                const int32_t *arg_row = NULL;
+                if (routed) {
+                    int py = oy / p->stride;
+                    if (oy % p->stride >= p->size || py >= p->out_h)
+                        continue;
+                    size_t offset = ((size_t)image * p->out_h + py) * p->out_w * filters + fb;
+                    d_row = dy + offset;
+                    arg_row = arg + offset;
+                } else {
+                    d_row = dy + ((size_t)image * g->out_h + oy) * g->out_w * filters + fb;
+                }
+
+                /* px and phase: the pooling window of pixel ox, and the
+                 * pixel's column within it. */
+                int px = 0, phase = 0;
                 for (int ox = 0; ox < g->out_w; ox++) {
-                    const __m512 d = _mm512_loadu_ps(d_row + (size_t)ox * filters);
+                    __m512 d;
+                    if (routed) {
+                        bool in_window = phase < p->size && px < p->out_w;
+                        size_t at = (size_t)px * filters;
+                        if (++phase == p->stride) {
+                            phase = 0;
+                            px++;
+                        }
+                        if (!in_window)
+                            continue;
+                        __m512i index = _mm512_add_epi32(
+                            _mm512_set1_epi32((oy * g->out_w + ox) * filters + fb), lanes);
+                        __mmask16 taken =
+                            _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(arg_row + at), index);
+                        d = _mm512_maskz_loadu_ps(taken, d_row + at);
+                    } else {
+                        d = _mm512_loadu_ps(d_row + (size_t)ox * filters);
+                    }
                     const float *xs = x_row + (size_t)ox * stride * C;
                     bias_sum = _mm512_add_ps(bias_sum, d);
 #pragma GCC unroll 28
@@ -186,6 +223,8 @@ typedef struct {
                          int32_t *arg);
     void (*weights)(const hpo_conv_geom *g, int n, const float *x, const float *dy, float *dw,
                     float *db);
+    void (*weights_pool)(const hpo_conv_geom *g, const hpo_pool_geom *p, int n, const float *x,
+                         const float *dz, const int32_t *arg, float *dw, float *db);
 } variant;
 
 /* The parallel loops sit here rather than in the inlined functions,
@@ -233,7 +272,16 @@ typedef struct {
         const int items = g->out_c / LANES * (K / rows_per_chunk(K, C));                  \
         _Pragma("omp parallel for schedule(static)")                                      \
         for (int item = 0; item < items; item++)                                          \
-            weights_item(g, n, item, x, dy, dw, db, K, C);                                \
+            weights_item(g, n, item, x, dy, NULL, NULL, dw, db, K, C, false);             \
+    }                                                                                     \
+    static void weights_pool_k##K##c##C(const hpo_conv_geom *g, const hpo_pool_geom *p,   \
+                                        int n, const float *x, const float *dz,           \
+                                        const int32_t *arg, float *dw, float *db)         \
+    {                                                                                     \
+        const int items = g->out_c / LANES * (K / rows_per_chunk(K, C));                  \
+        _Pragma("omp parallel for schedule(static)")                                      \
+        for (int item = 0; item < items; item++)                                          \
+            weights_item(g, n, item, x, dz, p, arg, dw, db, K, C, true);                  \
     }
 
 #define VARIANTS_FOR_KERNEL(K) VARIANT(K, 1) VARIANT(K, 2) VARIANT(K, 3) VARIANT(K, 4)
@@ -242,7 +290,9 @@ VARIANTS_FOR_KERNEL(3)
 VARIANTS_FOR_KERNEL(5)
 VARIANTS_FOR_KERNEL(7)
 
-#define ENTRY(K, C) {K, C, forward_k##K##c##C, forward_pool_k##K##c##C, weights_k##K##c##C}
+#define ENTRY(K, C)                                                                       \
+    {K, C, forward_k##K##c##C, forward_pool_k##K##c##C, weights_k##K##c##C,                \
+     weights_pool_k##K##c##C}
 #define ENTRIES_FOR_KERNEL(K) ENTRY(K, 1), ENTRY(K, 2), ENTRY(K, 3), ENTRY(K, 4)
 static const variant variants[] = {
     ENTRIES_FOR_KERNEL(1), ENTRIES_FOR_KERNEL(3), ENTRIES_FOR_KERNEL(5), ENTRIES_FOR_KERNEL(7),
@@ -299,6 +349,17 @@ bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind
     return true;
 }
 
+bool hpo_conv_direct_try_pool_backward_weights(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                               const hpo_pool_geom *p, int n, const float *x,
+                                               const float *dz, const int32_t *arg, float *dw,
+                                               float *db)
+{
+    if (!hpo_conv_direct_pool_supports(g, kind, p, omp_get_max_threads()))
+        return false;
+    variant_find(g->kernel, g->in_c)->weights_pool(g, p, n, x, dz, arg, dw, db);
+    return true;
+}
+
 #else /* no AVX-512: every convolution goes to the backend's own kernels */
 
 bool hpo_conv_direct_supports(const hpo_conv_geom *g, int threads)
@@ -330,6 +391,14 @@ bool hpo_conv_direct_pool_supports(const hpo_conv_geom *g, hpo_pool_kind kind,
 bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind,
                                       const hpo_pool_geom *p, int n, const float *x,
                                       const float *w, const float *b, float *z, int32_t *arg)
+{
+    return false;
+}
+
+bool hpo_conv_direct_try_pool_backward_weights(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                               const hpo_pool_geom *p, int n, const float *x,
+                                               const float *dz, const int32_t *arg, float *dw,
+                                               float *db)
 {
     return false;
 }

@@ -55,4 +55,16 @@ bool hpo_conv_direct_try_forward_pool(const hpo_conv_geom *g, hpo_pool_kind kind
                                       const hpo_pool_geom *p, int n, const float *x,
                                       const float *w, const float *b, float *z, int32_t *arg);
 
+/* Computes dw and db of conv g from the gradient dz of the max or min
+ * pooling p after it (with the activation derivative already applied) and
+ * the pooling's arg, without the convolution-sized gradient that
+ * hpo_pool_backward() would write. Sums are bit-for-bit those of
+ * hpo_conv_direct_backward_weights() on that gradient. Returns false,
+ * having written nothing, where hpo_conv_direct_pool_supports() is false
+ * for the current OpenMP thread count. */
+bool hpo_conv_direct_try_pool_backward_weights(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                               const hpo_pool_geom *p, int n, const float *x,
+                                               const float *dz, const int32_t *arg, float *dw,
+                                               float *db);
+
 #endif

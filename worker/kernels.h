@@ -57,6 +57,17 @@ typedef struct {
                                 const hpo_pool_geom *p, int n, const float *x, const float *w,
                                 const float *b, float *z, int32_t *arg);
 
+    /* Optional, NULL where absent: the weight gradient of convolution g
+     * when max or min pooling p follows it and no input gradient is
+     * needed, from the pooling's gradient dz (with the activation
+     * derivative applied) and its arg, without writing the gradient of the
+     * convolution's output. Returns false, having written nothing, where
+     * the backend cannot do this pair. */
+    bool (*conv2d_pool_backward_weights)(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                         const hpo_pool_geom *p, int n, const float *x,
+                                         const float *dz, const int32_t *arg, float *dw,
+                                         float *db);
+
     /* y[n][out] = x[n][in] . w[in][out] + b[out] */
     void (*dense_forward)(int n, int in, int out, const float *x, const float *w,
                           const float *b, float *y);

@@ -203,6 +203,7 @@ const hpo_kernels hpo_kernels_blas = {
     .conv2d_forward = blas_conv2d_forward,
     .conv2d_backward = blas_conv2d_backward,
     .conv2d_pool_forward = hpo_conv_direct_try_forward_pool,
+    .conv2d_pool_backward_weights = hpo_conv_direct_try_pool_backward_weights,
     .dense_forward = blas_dense_forward,
     .dense_backward = blas_dense_backward,
 };

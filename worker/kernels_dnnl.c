@@ -392,6 +392,7 @@ const hpo_kernels hpo_kernels_dnnl = {
     .conv2d_forward = dnnl_conv2d_forward,
     .conv2d_backward = dnnl_conv2d_backward,
     .conv2d_pool_forward = hpo_conv_direct_try_forward_pool,
+    .conv2d_pool_backward_weights = hpo_conv_direct_try_pool_backward_weights,
     .dense_forward = dnnl_dense_forward,
     .dense_backward = dnnl_dense_backward,
 };

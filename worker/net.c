@@ -303,8 +303,9 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
     float *spare = net->grad_b;
 
     /* Set when a pooling layer has applied the activation derivative of
-     * the layer below it, which then skips it. */
-    bool activation_done = false;
+     * the layer below it, or done that layer's whole backward pass, which
+     * the layer then skips. */
+    bool activation_done = false, conv_done = false;
 
     hpo_cross_entropy_backward(n, net->classes, head->output, labels, grad);
 
@@ -317,6 +318,11 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
 
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
+            if (conv_done) {
+                conv_done = false;
+                activation_done = false;
+                break;
+            }
             if (!activation_done)
                 hpo_activation_backward(l->spec.activation, count, l->y, grad);
             activation_done = false;
@@ -338,6 +344,17 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
             if (pool_takes_activation(net, i)) {
                 hpo_activation_backward(net->layers[i - 1].spec.activation, count, l->y, grad);
                 activation_done = true;
+            }
+            /* The first layer's convolution needs no input gradient, so it
+             * can take its weight gradient straight from this pooling's. */
+            if (i == 1 && !want_input_grad && k->conv2d_pool_backward_weights != NULL &&
+                net->layers[0].spec.kind == HPO_LAYER_CONV2D &&
+                k->conv2d_pool_backward_weights(&net->layers[0].conv, pool_kind(l->spec.kind),
+                                                &l->pool, n, x, grad, l->arg, net->layers[0].dw,
+                                                net->layers[0].db)) {
+                conv_done = true;
+                dx = NULL;
+                break;
             }
             hpo_pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
             break;

@@ -457,7 +457,8 @@ static void conv_direct_choice(void **state)
 /* A fused convolution and pooling writes exactly what the convolution
  * followed by hpo_pool_forward() writes: the same values and the same arg
  * indices, for max and min pooling, windows that tile the output, leave
- * rows out or have gaps between them. */
+ * rows out or have gaps between them. The fused weight gradient equals,
+ * bit for bit, the one computed from hpo_pool_backward()'s output. */
 static void conv_pool_fusion_exact(void **state)
 {
     enum { N = 3, IN = 10, OUT = 8, F = 32, C = 3, K = 3 };
@@ -469,7 +470,8 @@ static void conv_pool_fusion_exact(void **state)
         {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 3, .out_w = 3, .size = 2, .stride = 3},
     };
     static float x[N * IN * IN * C], w[K * K * C * F], b[F], y[N * OUT * OUT * F];
-    static float z[2][N * 16 * F];
+    static float z[2][N * 16 * F], dz[N * 16 * F], dy[N * OUT * OUT * F];
+    static float dw[2][K * K * C * F], db[2][F];
     static int32_t arg[2][N * 16 * F];
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     for (size_t i = 0; i < sizeof x / sizeof *x; i++)
@@ -478,6 +480,8 @@ static void conv_pool_fusion_exact(void **state)
         w[i] = (float)(gsl_rng_uniform(rng) - 0.5);
     for (int i = 0; i < F; i++)
         b[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof dz / sizeof *dz; i++)
+        dz[i] = (float)(gsl_rng_uniform(rng) - 0.5);
     gsl_rng_free(rng);
 
     for (int bi = 0; hpo_kernels_names[bi] != NULL; bi++) {
@@ -501,6 +505,17 @@ static void conv_pool_fusion_exact(void **state)
                                  "%g at %d", k->name, pi, kind, i, z[1][i], arg[1][i],
                                  z[0][i], arg[0][i]);
                 }
+
+                hpo_pool_backward(kind, p, N, dz, arg[0], dy);
+                k->conv2d_backward(&g, N, x, w, dy, NULL, dw[0], db[0], scratch);
+                assert_true(k->conv2d_pool_backward_weights(&g, kind, p, N, x, dz, arg[0],
+                                                            dw[1], db[1]));
+                for (size_t i = 0; i < sizeof dw[0] / sizeof dw[0][0]; i++)
+                    if (dw[0][i] != dw[1][i])
+                        fail_msg("%s: pooling %zu kind %d: weight gradient %zu is %g, "
+                                 "expected %g", k->name, pi, kind, i, dw[1][i], dw[0][i]);
+                for (int i = 0; i < F; i++)
+                    assert_float_equal(db[1][i], db[0][i], 0);
             }
         assert_false(k->conv2d_pool_forward(&g, HPO_POOL_AVG, &pools[0], N, x, w, b, z[1],
                                             arg[1]));
