@@ -203,14 +203,20 @@ void hpo_column_sums(int rows, int cols, const float *a, float *sums)
     }
 }
 
+/* Below these element counts, an activation pass runs on the calling
+ * thread, because waking the other threads costs more than the pass. A
+ * dense layer of 128 units at batch 64 has 8,192 elements. tanhf costs
+ * far more per element than a comparison, so its threshold is lower. */
+enum { PARALLEL_MIN_ELEMENTS = 1 << 16, PARALLEL_MIN_TANH = 1 << 11 };
+
 void hpo_activation_forward(hpo_activation act, size_t count, float *y)
 {
     if (act == HPO_ACT_RELU) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN_ELEMENTS)
         for (size_t i = 0; i < count; i++)
             y[i] = y[i] > 0.0f ? y[i] : 0.0f;
     } else if (act == HPO_ACT_TANH) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN_TANH)
         for (size_t i = 0; i < count; i++)
             y[i] = tanhf(y[i]);
     }
@@ -219,11 +225,11 @@ void hpo_activation_forward(hpo_activation act, size_t count, float *y)
 void hpo_activation_backward(hpo_activation act, size_t count, const float *y, float *dy)
 {
     if (act == HPO_ACT_RELU) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN_ELEMENTS)
         for (size_t i = 0; i < count; i++)
             dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     } else if (act == HPO_ACT_TANH) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= PARALLEL_MIN_ELEMENTS)
         for (size_t i = 0; i < count; i++)
             dy[i] *= 1.0f - y[i] * y[i];
     }
