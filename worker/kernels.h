@@ -7,7 +7,9 @@
  *
  * Backends: "reference" (plain loops straight from the definitions; the
  * oracle in tests), "blas" (im2col + cblas_sgemm) and, when oneDNN is
- * found at build time, "dnnl" (oneDNN convolution primitives). */
+ * found at build time, "dnnl" (oneDNN convolution primitives). Pooling,
+ * activations and the loss are the same loops for all of them
+ * (layers.h). */
 #ifndef HPO_WORKER_KERNELS_H
 #define HPO_WORKER_KERNELS_H
 
@@ -46,19 +48,31 @@ typedef struct {
                             const float *w, const float *dy, float *dx, float *dw,
                             float *db, float *scratch);
 
+    /* Optional, NULL where absent: conv2d_forward followed by max or min
+     * pooling p, writing only the pooled output z and arg, as
+     * hpo_pool_forward() would. The convolution's own output is not
+     * written. Returns false, having written nothing, where the backend
+     * cannot fuse this pair. */
+    bool (*conv2d_pool_forward)(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                const hpo_pool_geom *p, int n, const float *x, const float *w,
+                                const float *b, float *z, int32_t *arg);
+
+    /* Optional, NULL where absent: the weight gradient of convolution g
+     * when max or min pooling p follows it and no input gradient is
+     * needed, from the pooling's gradient dz (with the activation
+     * derivative applied) and its arg, without writing the gradient of the
+     * convolution's output. Returns false, having written nothing, where
+     * the backend cannot do this pair. */
+    bool (*conv2d_pool_backward_weights)(const hpo_conv_geom *g, hpo_pool_kind kind,
+                                         const hpo_pool_geom *p, int n, const float *x,
+                                         const float *dz, const int32_t *arg, float *dw,
+                                         float *db);
+
     /* y[n][out] = x[n][in] . w[in][out] + b[out] */
     void (*dense_forward)(int n, int in, int out, const float *x, const float *w,
                           const float *b, float *y);
     void (*dense_backward)(int n, int in, int out, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
-
-    /* Pooling as in layers.h. arg holds one int32 per output element; what
-     * max and min pooling store there to route gradients is the backend's
-     * own business, so only the same backend's pool_backward reads it. */
-    void (*pool_forward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n, const float *x,
-                         float *y, int32_t *arg);
-    void (*pool_backward)(hpo_pool_kind kind, const hpo_pool_geom *g, int n,
-                          const float *dy, const int32_t *arg, float *dx);
 } hpo_kernels;
 
 extern const hpo_kernels hpo_kernels_reference;

@@ -2,8 +2,10 @@
  * sgemm per batch. Threads come from OpenBLAS for the GEMMs and from
  * OpenMP for im2col/col2im. */
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "kernels.h"
 #include "layers.h"
 
@@ -111,6 +113,10 @@ static void blas_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
     const size_t out_size = (size_t)pixels * g->out_c;
     const int chunk = chunk_images(g, n);
 
+    if (hpo_conv_direct_supports(g, omp_get_max_threads())) {
+        hpo_conv_direct_forward(g, n, x, w, b, y);
+        return;
+    }
     hpo_bias_broadcast(n * pixels, g->out_c, b, y);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int m = n - i0 < chunk ? n - i0 : chunk;
@@ -136,21 +142,29 @@ static void blas_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
     const size_t out_size = (size_t)pixels * g->out_c;
     const int chunk = chunk_images(g, n);
     const int pointwise = conv_is_pointwise(g);
+    const bool direct = hpo_conv_direct_supports(g, omp_get_max_threads());
 
-    hpo_column_sums(n * pixels, g->out_c, dy, db);
+    if (direct) {
+        hpo_conv_direct_backward_weights(g, n, x, dy, dw, db);
+        if (dx == NULL)
+            return;
+    } else {
+        hpo_column_sums(n * pixels, g->out_c, dy, db);
+    }
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int m = n - i0 < chunk ? n - i0 : chunk;
         int rows = m * pixels;
         const float *dy_chunk = dy + i0 * out_size;
         const float *col = x + i0 * in_size;
-        if (!pointwise) {
+        if (!pointwise && !direct) {
             im2col(g, m, col, scratch);
             col = scratch;
         }
 
         /* dw[kkc][F] (+)= col^T . dy */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kkc, g->out_c, rows, 1.0f, col,
-                    kkc, dy_chunk, g->out_c, i0 == 0 ? 0.0f : 1.0f, dw, g->out_c);
+        if (!direct)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kkc, g->out_c, rows, 1.0f,
+                        col, kkc, dy_chunk, g->out_c, i0 == 0 ? 0.0f : 1.0f, dw, g->out_c);
         if (dx == NULL)
             continue;
 
@@ -188,8 +202,8 @@ const hpo_kernels hpo_kernels_blas = {
     .conv2d_scratch_floats = blas_conv2d_scratch_floats,
     .conv2d_forward = blas_conv2d_forward,
     .conv2d_backward = blas_conv2d_backward,
+    .conv2d_pool_forward = hpo_conv_direct_try_forward_pool,
+    .conv2d_pool_backward_weights = hpo_conv_direct_try_pool_backward_weights,
     .dense_forward = blas_dense_forward,
     .dense_backward = blas_dense_backward,
-    .pool_forward = hpo_pool_forward,
-    .pool_backward = hpo_pool_backward,
 };

@@ -13,9 +13,11 @@
  * If oneDNN cannot create a primitive, the call falls back to the BLAS
  * kernels and logs it once per geometry. */
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "hpo/log.h"
 #include "kernels.h"
 #include "layers.h"
@@ -266,6 +268,10 @@ static size_t dnnl_conv2d_scratch_floats(const hpo_conv_geom *g, int n)
 static void dnnl_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
                                 const float *w, const float *b, float *y, float *scratch)
 {
+    if (hpo_conv_direct_supports(g, omp_get_max_threads())) {
+        hpo_conv_direct_forward(g, n, x, w, b, y);
+        return;
+    }
     conv_entry *e = conv_entry_get(g, n);
     if (e == NULL) {
         hpo_kernels_blas.conv2d_forward(g, n, x, w, b, y, scratch);
@@ -294,10 +300,33 @@ static void dnnl_conv2d_forward(const hpo_conv_geom *g, int n, const float *x,
     dnnl_stream_wait(stream);
 }
 
+/* Input gradient: diff_dst must already be bound (and converted). */
+static void conv_backward_data(conv_entry *e, const float *w, dnnl_memory_t diff_dst, float *dx)
+{
+    dnnl_memory_set_data_handle(e->diff_src, dx);
+    dnnl_memory_set_data_handle(e->user_weights, (void *)w);
+    dnnl_memory_t weights = e->user_weights;
+    if (e->weights_bwd_data.primitive != NULL) {
+        reorder_run(&e->weights_bwd_data, e->user_weights, true);
+        weights = e->weights_bwd_data.memory;
+    }
+    dnnl_exec_arg_t dargs[] = {
+        {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DIFF_SRC, e->diff_src},
+    };
+    dnnl_primitive_execute(e->bwd_data, stream, 3, dargs);
+}
+
 static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
                                  const float *w, const float *dy, float *dx, float *dw,
                                  float *db, float *scratch)
 {
+    bool direct = hpo_conv_direct_supports(g, omp_get_max_threads());
+    if (direct) {
+        hpo_conv_direct_backward_weights(g, n, x, dy, dw, db);
+        if (dx == NULL)
+            return;
+    }
     conv_entry *e = conv_entry_get(g, n);
     if (e == NULL) {
         hpo_kernels_blas.conv2d_backward(g, n, x, w, dy, dx, dw, db, scratch);
@@ -321,183 +350,20 @@ static void dnnl_conv2d_backward(const hpo_conv_geom *g, int n, const float *x,
     }
 
     /* Weight gradients, then back into the HWIO layout. */
-    dnnl_memory_t diff_weights = e->diff_weights.primitive != NULL ? e->diff_weights.memory
-                                                                   : e->user_diff_weights;
-    dnnl_exec_arg_t wargs[] = {
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
-        {DNNL_ARG_DIFF_WEIGHTS, diff_weights}, {DNNL_ARG_DIFF_BIAS, e->diff_bias},
-    };
-    dnnl_primitive_execute(e->bwd_weights, stream, 4, wargs);
-    if (e->diff_weights.primitive != NULL)
-        reorder_run(&e->diff_weights, e->user_diff_weights, false);
-
-    if (dx != NULL) {
-        dnnl_memory_set_data_handle(e->diff_src, dx);
-        dnnl_memory_set_data_handle(e->user_weights, (void *)w);
-        dnnl_memory_t weights = e->user_weights;
-        if (e->weights_bwd_data.primitive != NULL) {
-            reorder_run(&e->weights_bwd_data, e->user_weights, true);
-            weights = e->weights_bwd_data.memory;
-        }
-        dnnl_exec_arg_t dargs[] = {
-            {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights},
-            {DNNL_ARG_DIFF_SRC, e->diff_src},
+    if (!direct) {
+        dnnl_memory_t diff_weights = e->diff_weights.primitive != NULL
+                                         ? e->diff_weights.memory
+                                         : e->user_diff_weights;
+        dnnl_exec_arg_t wargs[] = {
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+            {DNNL_ARG_DIFF_WEIGHTS, diff_weights}, {DNNL_ARG_DIFF_BIAS, e->diff_bias},
         };
-        dnnl_primitive_execute(e->bwd_data, stream, 3, dargs);
+        dnnl_primitive_execute(e->bwd_weights, stream, 4, wargs);
+        if (e->diff_weights.primitive != NULL)
+            reorder_run(&e->diff_weights, e->user_diff_weights, false);
     }
-    dnnl_stream_wait(stream);
-}
-
-/* ---- Pooling ------------------------------------------------------------ */
-
-/* Max pooling keeps oneDNN's workspace (the position of each maximum,
- * which fits in the int32 arg buffer) between the forward and backward
- * passes. oneDNN has no min pooling; it runs on the shared loops. */
-typedef struct pool_entry {
-    hpo_pool_kind kind;
-    hpo_pool_geom g;
-    int n;
-    bool failed;
-
-    dnnl_primitive_t fwd, bwd;
-    dnnl_memory_t src, dst, workspace, diff_src, diff_dst;
-
-    struct pool_entry *next;
-} pool_entry;
-
-static pool_entry *pool_cache;
-
-static int pool_entry_init(pool_entry *e)
-{
-    const hpo_pool_geom *g = &e->g;
-    dnnl_dims_t src_dims = {e->n, g->c, g->in_h, g->in_w};
-    dnnl_dims_t dst_dims = {e->n, g->c, g->out_h, g->out_w};
-    dnnl_dims_t strides = {g->stride, g->stride};
-    dnnl_dims_t kernel = {g->size, g->size};
-    dnnl_dims_t dilation = {0, 0};
-    dnnl_dims_t pad_l = {g->pad_top, g->pad_left};
-    dnnl_dims_t pad_r = {
-        (g->out_h - 1) * g->stride + g->size - g->in_h - g->pad_top,
-        (g->out_w - 1) * g->stride + g->size - g->in_w - g->pad_left,
-    };
-    pad_r[0] = pad_r[0] < 0 ? 0 : pad_r[0];
-    pad_r[1] = pad_r[1] < 0 ? 0 : pad_r[1];
-    /* Exclude-padding averages divide by the pixels inside the image, the
-     * TensorFlow rule that the shared loops follow. */
-    dnnl_alg_kind_t alg = e->kind == HPO_POOL_MAX ? dnnl_pooling_max
-                                                  : dnnl_pooling_avg_exclude_padding;
-
-    dnnl_memory_desc_t src_md, dst_md;
-    dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_nhwc);
-
-    dnnl_pooling_v2_desc_t fwd_d, bwd_d;
-    dnnl_primitive_desc_t fwd_pd = NULL, bwd_pd = NULL;
-    int rc = -1;
-
-    if (dnnl_pooling_v2_forward_desc_init(&fwd_d, dnnl_forward_training, alg, &src_md,
-                                          &dst_md, strides, kernel, dilation, pad_l,
-                                          pad_r) != dnnl_success ||
-        dnnl_primitive_desc_create(&fwd_pd, &fwd_d, NULL, engine, NULL) != dnnl_success ||
-        dnnl_pooling_v2_backward_desc_init(&bwd_d, alg, &src_md, &dst_md, strides, kernel,
-                                           dilation, pad_l, pad_r) != dnnl_success ||
-        dnnl_primitive_desc_create(&bwd_pd, &bwd_d, NULL, engine, fwd_pd) != dnnl_success)
-        goto done;
-
-    if (e->kind == HPO_POOL_MAX) {
-        const dnnl_memory_desc_t *ws_md =
-            dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_workspace_md, 0);
-        size_t arg_bytes = (size_t)e->n * g->out_h * g->out_w * g->c * sizeof(int32_t);
-        if (ws_md == NULL || dnnl_memory_desc_get_size(ws_md) > arg_bytes)
-            goto done;
-        e->workspace = memory_new(ws_md, false);
-        if (e->workspace == NULL)
-            goto done;
-    }
-
-    e->fwd = primitive_new(fwd_pd);
-    e->bwd = primitive_new(bwd_pd);
-    e->src = memory_new(&src_md, false);
-    e->dst = memory_new(&dst_md, false);
-    e->diff_src = memory_new(&src_md, false);
-    e->diff_dst = memory_new(&dst_md, false);
-    if (e->fwd && e->bwd && e->src && e->dst && e->diff_src && e->diff_dst)
-        rc = 0;
-
-done:
-    if (fwd_pd)
-        dnnl_primitive_desc_destroy(fwd_pd);
-    if (bwd_pd)
-        dnnl_primitive_desc_destroy(bwd_pd);
-    return rc;
-}
-
-/* Returns the cache entry for this pooling, or NULL to use the shared
- * loops (min pooling, or a primitive oneDNN could not create). */
-static pool_entry *pool_entry_get(hpo_pool_kind kind, const hpo_pool_geom *g, int n)
-{
-    if (kind == HPO_POOL_MIN)
-        return NULL;
-    for (pool_entry *e = pool_cache; e != NULL; e = e->next) {
-        if (e->kind == kind && e->n == n && memcmp(&e->g, g, sizeof *g) == 0)
-            return e->failed ? NULL : e;
-    }
-    pool_entry *e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return NULL;
-    e->kind = kind;
-    e->g = *g;
-    e->n = n;
-    e->next = pool_cache;
-    pool_cache = e;
-    if (dnnl_ready() < 0 || pool_entry_init(e) < 0) {
-        hpo_log_warn("oneDNN: no pooling primitive for %dx%dx%d, window %d, stride %d, "
-                     "batch %d; using the shared loops for it",
-                     g->in_h, g->in_w, g->c, g->size, g->stride, n);
-        e->failed = true;
-        return NULL;
-    }
-    return e;
-}
-
-static void dnnl_pool_forward(hpo_pool_kind kind, const hpo_pool_geom *g, int n,
-                              const float *x, float *y, int32_t *arg)
-{
-    pool_entry *e = pool_entry_get(kind, g, n);
-    if (e == NULL) {
-        hpo_pool_forward(kind, g, n, x, y, arg);
-        return;
-    }
-    dnnl_memory_set_data_handle(e->src, (void *)x);
-    dnnl_memory_set_data_handle(e->dst, y);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}};
-    int nargs = 2;
-    if (e->workspace != NULL) {
-        dnnl_memory_set_data_handle(e->workspace, arg);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, e->workspace};
-    }
-    dnnl_primitive_execute(e->fwd, stream, nargs, args);
-    dnnl_stream_wait(stream);
-}
-
-static void dnnl_pool_backward(hpo_pool_kind kind, const hpo_pool_geom *g, int n,
-                               const float *dy, const int32_t *arg, float *dx)
-{
-    pool_entry *e = pool_entry_get(kind, g, n);
-    if (e == NULL) {
-        hpo_pool_backward(kind, g, n, dy, arg, dx);
-        return;
-    }
-    dnnl_memory_set_data_handle(e->diff_dst, (void *)dy);
-    dnnl_memory_set_data_handle(e->diff_src, dx);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, e->diff_dst},
-                               {DNNL_ARG_DIFF_SRC, e->diff_src}};
-    int nargs = 2;
-    if (e->workspace != NULL) {
-        dnnl_memory_set_data_handle(e->workspace, (void *)arg);
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, e->workspace};
-    }
-    dnnl_primitive_execute(e->bwd, stream, nargs, args);
+    if (dx != NULL)
+        conv_backward_data(e, w, diff_dst, dx);
     dnnl_stream_wait(stream);
 }
 
@@ -525,8 +391,8 @@ const hpo_kernels hpo_kernels_dnnl = {
     .conv2d_scratch_floats = dnnl_conv2d_scratch_floats,
     .conv2d_forward = dnnl_conv2d_forward,
     .conv2d_backward = dnnl_conv2d_backward,
+    .conv2d_pool_forward = hpo_conv_direct_try_forward_pool,
+    .conv2d_pool_backward_weights = hpo_conv_direct_try_pool_backward_weights,
     .dense_forward = dnnl_dense_forward,
     .dense_backward = dnnl_dense_backward,
-    .pool_forward = dnnl_pool_forward,
-    .pool_backward = dnnl_pool_backward,
 };

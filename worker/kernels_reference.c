@@ -117,6 +117,4 @@ const hpo_kernels hpo_kernels_reference = {
     .conv2d_backward = ref_conv2d_backward,
     .dense_forward = ref_dense_forward,
     .dense_backward = ref_dense_backward,
-    .pool_forward = hpo_pool_forward,
-    .pool_backward = hpo_pool_backward,
 };

@@ -21,24 +21,28 @@ static void usage(FILE *out)
           out);
 }
 
-/* Restarts the program with OMP_WAIT_POLICY=passive unless the variable
- * is set. libgomp reads it once, before main(), so setting it needs a new
- * exec. With the default spin-waiting, a 2-thread worker on a 2-CPU
- * machine that also ran other processes trained the small model 4 to 5
- * times slower than with passive waiting. If the exec fails, the program
- * goes on with the default. */
-static void use_passive_openmp_waits(char **argv)
+/* Restarts the program with GOMP_SPINCOUNT=10000 unless OMP_WAIT_POLICY
+ * or GOMP_SPINCOUNT is set. libgomp reads them once, before main(), so
+ * setting them needs a new exec. An idle OpenMP thread then spins about
+ * 10,000 rounds for the next layer's work before it sleeps, instead of
+ * libgomp's default 300,000. On a quiet 2-CPU machine, a 2-thread run of
+ * the small model trained 15 to 35% faster than with no spinning
+ * (OMP_WAIT_POLICY=passive), and with a second 2-thread worker on the same
+ * CPUs it ran 17% slower than passive waiting, where the default count
+ * ran 4 times slower. If the exec fails, the program goes on with
+ * libgomp's default. */
+static void bound_openmp_spin_waits(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") != NULL)
+    if (getenv("OMP_WAIT_POLICY") != NULL || getenv("GOMP_SPINCOUNT") != NULL)
         return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0)
         return;
     execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)
 {
-    use_passive_openmp_waits(argv);
+    bound_openmp_spin_waits(argv);
 
     if (argc >= 2 && strcmp(argv[1], "train") == 0)
         return hpo_train_cli_main(argc - 1, argv + 1);

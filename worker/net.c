@@ -217,10 +217,41 @@ static void dropout_forward(hpo_net *net, hpo_net_layer *l, const float *x, size
         l->y[i] = x[i] * l->mask[i];
 }
 
+/* Whether pooling layer i can apply the activation derivative of the
+ * convolution below it. Max and min pooling pass each output's gradient to
+ * the input element it took, whose activation value is the output's own,
+ * so the derivative computed from the pooled values and applied to the
+ * pooled gradient equals the one applied to the convolution's gradient
+ * afterwards, on a tensor a window's area smaller. */
+static bool pool_takes_activation(const hpo_net *net, int i)
+{
+    const hpo_net_layer *l = &net->layers[i];
+    return i > 0 && l->spec.kind != HPO_LAYER_AVGPOOL2D &&
+           net->layers[i - 1].spec.kind == HPO_LAYER_CONV2D;
+}
+
+/* Runs convolution i and the max or min pooling right after it in one
+ * pass where the backend can, writing only the pooling's output and arg.
+ * The convolution's own output buffer then goes stale, which nothing
+ * reads: the pooling's backward pass needs only arg and its own output
+ * (pool_takes_activation), and the convolution's needs its input. */
+static bool conv_pool_fused(hpo_net *net, int i, int n, const float *in)
+{
+    const hpo_net_layer *l = &net->layers[i];
+    if (net->kernels->conv2d_pool_forward == NULL || i + 1 >= net->n_layers)
+        return false;
+    hpo_net_layer *next = &net->layers[i + 1];
+    if (next->spec.kind != HPO_LAYER_MAXPOOL2D && next->spec.kind != HPO_LAYER_MINPOOL2D)
+        return false;
+    return net->kernels->conv2d_pool_forward(&l->conv, pool_kind(next->spec.kind), &next->pool,
+                                             n, in, l->w, l->b, next->y, next->arg);
+}
+
 const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
 {
     const hpo_kernels *k = net->kernels;
     const float *in = x;
+    bool pooled = false; /* the convolution below this layer did its pooling */
 
     for (int i = 0; i < net->n_layers; i++) {
         hpo_net_layer *l = &net->layers[i];
@@ -228,12 +259,18 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
 
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
+            if (conv_pool_fused(net, i, n, in)) {
+                pooled = true;
+                break;
+            }
             k->conv2d_forward(&l->conv, n, in, l->w, l->b, l->y, net->scratch);
             break;
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            k->pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            if (!pooled)
+                hpo_pool_forward(pool_kind(l->spec.kind), &l->pool, n, in, l->y, l->arg);
+            pooled = false;
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             hpo_global_avgpool_forward(n, l->in.h * l->in.w, l->in.c, in, l->y);
@@ -265,6 +302,11 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
     float *grad = net->grad_a;  /* gradient w.r.t. the current layer's output */
     float *spare = net->grad_b;
 
+    /* Set when a pooling layer has applied the activation derivative of
+     * the layer below it, or done that layer's whole backward pass, which
+     * the layer then skips. */
+    bool activation_done = false, conv_done = false;
+
     hpo_cross_entropy_backward(n, net->classes, head->output, labels, grad);
 
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -276,7 +318,14 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
 
         switch (l->spec.kind) {
         case HPO_LAYER_CONV2D:
-            hpo_activation_backward(l->spec.activation, count, l->y, grad);
+            if (conv_done) {
+                conv_done = false;
+                activation_done = false;
+                break;
+            }
+            if (!activation_done)
+                hpo_activation_backward(l->spec.activation, count, l->y, grad);
+            activation_done = false;
             k->conv2d_backward(&l->conv, n, in, l->w, grad, dx, l->dw, l->db, net->scratch);
             break;
         case HPO_LAYER_DENSE:
@@ -290,8 +339,24 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
         case HPO_LAYER_MAXPOOL2D:
         case HPO_LAYER_MINPOOL2D:
         case HPO_LAYER_AVGPOOL2D:
-            if (dx != NULL)
-                k->pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
+            if (dx == NULL)
+                break;
+            if (pool_takes_activation(net, i)) {
+                hpo_activation_backward(net->layers[i - 1].spec.activation, count, l->y, grad);
+                activation_done = true;
+            }
+            /* The first layer's convolution needs no input gradient, so it
+             * can take its weight gradient straight from this pooling's. */
+            if (i == 1 && !want_input_grad && k->conv2d_pool_backward_weights != NULL &&
+                net->layers[0].spec.kind == HPO_LAYER_CONV2D &&
+                k->conv2d_pool_backward_weights(&net->layers[0].conv, pool_kind(l->spec.kind),
+                                                &l->pool, n, x, grad, l->arg, net->layers[0].dw,
+                                                net->layers[0].db)) {
+                conv_done = true;
+                dx = NULL;
+                break;
+            }
+            hpo_pool_backward(pool_kind(l->spec.kind), &l->pool, n, grad, l->arg, dx);
             break;
         case HPO_LAYER_GLOBAL_AVGPOOL:
             if (dx != NULL)

@@ -36,17 +36,19 @@ void hpo_optimizer_free(hpo_optimizer *opt)
     opt->v = NULL;
 }
 
-void hpo_optimizer_step(hpo_optimizer *opt, float *params, const float *grads)
+void hpo_optimizer_step(hpo_optimizer *opt, float *restrict params, const float *restrict grads)
 {
     opt->step++;
 
     if (opt->kind == HPO_OPT_SGD) {
         /* Keras SGD: v = momentum * v - lr * g; w += v. */
         const float mu = (float)opt->momentum, lr = (float)opt->learning_rate;
+        float *restrict m = opt->m;
+        const size_t n = opt->n;
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < opt->n; i++) {
-            opt->m[i] = mu * opt->m[i] - lr * grads[i];
-            params[i] += opt->m[i];
+        for (size_t i = 0; i < n; i++) {
+            m[i] = mu * m[i] - lr * grads[i];
+            params[i] += m[i];
         }
         return;
     }
@@ -60,11 +62,13 @@ void hpo_optimizer_step(hpo_optimizer *opt, float *params, const float *grads)
                                (1.0 - pow(opt->beta1, t)));
     const float b1 = (float)opt->beta1, b2 = (float)opt->beta2;
     const float eps = (float)opt->epsilon;
+    float *restrict m = opt->m, *restrict v = opt->v;
+    const size_t n = opt->n;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < opt->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float g = grads[i];
-        opt->m[i] = b1 * opt->m[i] + (1.0f - b1) * g;
-        opt->v[i] = b2 * opt->v[i] + (1.0f - b2) * g * g;
-        params[i] -= lr_t * opt->m[i] / (sqrtf(opt->v[i]) + eps);
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        params[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
     }
 }

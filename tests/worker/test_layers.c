@@ -18,6 +18,7 @@
 
 #include "hpo/error.h"
 #include "hpo/model.h"
+#include "conv_direct.h"
 #include "kernels.h"
 #include "layers.h"
 #include "net.h"
@@ -260,6 +261,13 @@ static const hpo_layer_spec net_conv_linear_5x5[] = {
 static const hpo_layer_spec net_maxpool[] = {
     CONV(3, 3, 1, HPO_PAD_VALID, HPO_ACT_TANH), POOL(HPO_LAYER_MAXPOOL2D, 2, 2, HPO_PAD_VALID),
     FLATTEN, HEAD};
+/* 32 filters on 2 channels, pooled without overlap: with AVX-512, the
+ * convolution and the pooling run fused (conv_direct.c). Min pooling of
+ * the fused pass is checked by conv_pool_fusion_exact, because a gradient
+ * check of a linear convolution under min pooling sits on too many kinks. */
+static const hpo_layer_spec net_conv_maxpool_fused[] = {
+    CONV(32, 3, 1, HPO_PAD_VALID, HPO_ACT_RELU), POOL(HPO_LAYER_MAXPOOL2D, 2, 2, HPO_PAD_VALID),
+    FLATTEN, HEAD};
 static const hpo_layer_spec net_minpool_same[] = {
     /* tanh, because min pooling over relu outputs mostly picks zeros,
      * whose gradient is zero, and the check would test little. */
@@ -288,6 +296,7 @@ static void gradient_checks(const hpo_kernels *k)
     gradient_check(NET(net_conv_linear_5x5), k);
     gradient_check(NET(net_maxpool), k);
     gradient_check(NET(net_minpool_same), k);
+    gradient_check(NET(net_conv_maxpool_fused), k);
     gradient_check(NET(net_avgpool_same), k);
     gradient_check(NET(net_global_avgpool), k);
     gradient_check(NET(net_dropout), k);
@@ -306,8 +315,8 @@ static void gradients_all_backends(void **state)
 
 /* Runs the same conv geometry through the reference loops and `fast`,
  * forward and backward, on random data and compares every output. */
-static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filters, int kernel,
-                         int stride, int same, int n)
+static void compare_conv_act(const hpo_kernels *fast, int in_h, int in_c, int filters,
+                             int kernel, int stride, int same, int n, hpo_activation act)
 {
     int out_h = same ? (in_h + stride - 1) / stride : (in_h - kernel) / stride + 1;
     hpo_conv_geom g = {
@@ -316,6 +325,7 @@ static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filter
         .kernel = kernel, .stride = stride,
         .pad_top = hpo_padding_before(in_h, out_h, kernel, stride, same),
         .pad_left = hpo_padding_before(in_h, out_h, kernel, stride, same),
+        .activation = act,
     };
     size_t nx = (size_t)n * in_h * in_h * in_c, ny = (size_t)n * out_h * out_h * filters;
     size_t nw = (size_t)kernel * kernel * in_c * filters;
@@ -370,6 +380,12 @@ static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filter
     gsl_rng_free(rng);
 }
 
+static void compare_conv(const hpo_kernels *fast, int in_h, int in_c, int filters, int kernel,
+                         int stride, int same, int n)
+{
+    compare_conv_act(fast, in_h, in_c, filters, kernel, stride, same, n, HPO_ACT_LINEAR);
+}
+
 static void conv_matches_reference(void **state)
 {
     for (int i = 0; hpo_kernels_names[i] != NULL; i++) {
@@ -382,6 +398,128 @@ static void conv_matches_reference(void **state)
         compare_conv(k, 6, 5, 4, 1, 1, 0, 3); /* pointwise: the GEMM-only path */
         /* Large enough that the BLAS backend splits the batch into chunks. */
         compare_conv(k, 15, 64, 16, 5, 1, 0, 12);
+        /* Few input channels and filters in blocks of 16: the direct loops
+         * of conv_direct.c where AVX-512 is built, with a partial block of
+         * output pixels (out_w 8 = 6 + 2), stride 2 and kernels split into
+         * chunks of rows. */
+        compare_conv_act(k, 10, 3, 32, 3, 1, 0, 3, HPO_ACT_RELU);
+        compare_conv_act(k, 13, 3, 16, 5, 2, 0, 2, HPO_ACT_LINEAR);
+        compare_conv_act(k, 14, 1, 48, 7, 1, 0, 2, HPO_ACT_RELU);
+        compare_conv_act(k, 9, 4, 32, 1, 1, 0, 2, HPO_ACT_RELU);
+    }
+}
+
+/* The geometries above that conv_matches_reference sends to the direct
+ * loops are the ones those loops take, where they are built (AVX-512),
+ * and the loops refuse what they do not handle. */
+static void conv_direct_choice(void **state)
+{
+    hpo_conv_geom first = {.in_h = 32, .in_w = 32, .in_c = 3, .out_h = 30, .out_w = 30,
+                           .out_c = 32, .kernel = 3, .stride = 1,
+                           .activation = HPO_ACT_RELU};
+    if (!hpo_conv_direct_supports(&first, 2)) {
+        printf("direct convolution loops not built (no AVX-512): checking refusals only\n");
+    } else {
+        const hpo_conv_geom taken[] = {
+            {.in_h = 10, .in_w = 10, .in_c = 3, .out_h = 8, .out_w = 8, .out_c = 32,
+             .kernel = 3, .stride = 1, .activation = HPO_ACT_RELU},
+            {.in_h = 13, .in_w = 13, .in_c = 3, .out_h = 5, .out_w = 5, .out_c = 16,
+             .kernel = 5, .stride = 2},
+            {.in_h = 14, .in_w = 14, .in_c = 1, .out_h = 8, .out_w = 8, .out_c = 48,
+             .kernel = 7, .stride = 1, .activation = HPO_ACT_RELU},
+            {.in_h = 9, .in_w = 9, .in_c = 4, .out_h = 9, .out_w = 9, .out_c = 32,
+             .kernel = 1, .stride = 1, .activation = HPO_ACT_RELU},
+        };
+        for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+            assert_true(hpo_conv_direct_supports(&taken[i], 2));
+        /* 32 filters of a 3x3 kernel make 2 work items for the weight
+         * gradient: not enough for 4 threads. */
+        assert_false(hpo_conv_direct_supports(&first, 4));
+    }
+    hpo_conv_geom g = first;
+    g.activation = HPO_ACT_TANH;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.out_c = 24;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.bf16 = true;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.out_h = g.out_w = 32;
+    g.pad_top = g.pad_left = 1;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+    g = first;
+    g.in_c = 8;
+    assert_false(hpo_conv_direct_supports(&g, 1));
+}
+
+/* A fused convolution and pooling writes exactly what the convolution
+ * followed by hpo_pool_forward() writes: the same values and the same arg
+ * indices, for max and min pooling, windows that tile the output, leave
+ * rows out or have gaps between them. The fused weight gradient equals,
+ * bit for bit, the one computed from hpo_pool_backward()'s output. */
+static void conv_pool_fusion_exact(void **state)
+{
+    enum { N = 3, IN = 10, OUT = 8, F = 32, C = 3, K = 3 };
+    hpo_conv_geom g = {.in_h = IN, .in_w = IN, .in_c = C, .out_h = OUT, .out_w = OUT,
+                       .out_c = F, .kernel = K, .stride = 1, .activation = HPO_ACT_RELU};
+    const hpo_pool_geom pools[] = {
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 4, .out_w = 4, .size = 2, .stride = 2},
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 2, .out_w = 2, .size = 3, .stride = 3},
+        {.in_h = OUT, .in_w = OUT, .c = F, .out_h = 3, .out_w = 3, .size = 2, .stride = 3},
+    };
+    static float x[N * IN * IN * C], w[K * K * C * F], b[F], y[N * OUT * OUT * F];
+    static float z[2][N * 16 * F], dz[N * 16 * F], dy[N * OUT * OUT * F];
+    static float dw[2][K * K * C * F], db[2][F];
+    static int32_t arg[2][N * 16 * F];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+        w[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (int i = 0; i < F; i++)
+        b[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < sizeof dz / sizeof *dz; i++)
+        dz[i] = (float)(gsl_rng_uniform(rng) - 0.5);
+    gsl_rng_free(rng);
+
+    for (int bi = 0; hpo_kernels_names[bi] != NULL; bi++) {
+        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[bi]);
+        if (k->conv2d_pool_forward == NULL)
+            continue;
+        float *scratch = malloc(k->conv2d_scratch_floats(&g, N) * sizeof(float) + 64);
+        k->conv2d_forward(&g, N, x, w, b, y, scratch);
+        for (size_t pi = 0; pi < sizeof pools / sizeof *pools; pi++)
+            for (hpo_pool_kind kind = HPO_POOL_MAX; kind <= HPO_POOL_MIN; kind++) {
+                const hpo_pool_geom *p = &pools[pi];
+                size_t outs = (size_t)N * p->out_h * p->out_w * F;
+                if (!k->conv2d_pool_forward(&g, kind, p, N, x, w, b, z[1], arg[1])) {
+                    printf("%s: no fused convolution and pooling here\n", k->name);
+                    continue;
+                }
+                hpo_pool_forward(kind, p, N, y, z[0], arg[0]);
+                for (size_t i = 0; i < outs; i++) {
+                    if (z[0][i] != z[1][i] || arg[0][i] != arg[1][i])
+                        fail_msg("%s: pooling %zu kind %d: output %zu is %g at %d, expected "
+                                 "%g at %d", k->name, pi, kind, i, z[1][i], arg[1][i],
+                                 z[0][i], arg[0][i]);
+                }
+
+                hpo_pool_backward(kind, p, N, dz, arg[0], dy);
+                k->conv2d_backward(&g, N, x, w, dy, NULL, dw[0], db[0], scratch);
+                assert_true(k->conv2d_pool_backward_weights(&g, kind, p, N, x, dz, arg[0],
+                                                            dw[1], db[1]));
+                for (size_t i = 0; i < sizeof dw[0] / sizeof dw[0][0]; i++)
+                    if (dw[0][i] != dw[1][i])
+                        fail_msg("%s: pooling %zu kind %d: weight gradient %zu is %g, "
+                                 "expected %g", k->name, pi, kind, i, dw[1][i], dw[0][i]);
+                for (int i = 0; i < F; i++)
+                    assert_float_equal(db[1][i], db[0][i], 0);
+            }
+        assert_false(k->conv2d_pool_forward(&g, HPO_POOL_AVG, &pools[0], N, x, w, b, z[1],
+                                            arg[1]));
+        free(scratch);
     }
 }
 
@@ -474,48 +612,58 @@ static void bf16_needs_dnnl(void **state)
 
 /* ---- Pooling and softmax values ---------------------------------------- */
 
-/* Every backend's pooling equals the shared loops, forward and backward,
- * for max, min and average pooling with valid and same padding. */
-static void pooling_backends_agree(void **state)
+/* Max and min pooling route each output's gradient to the input element
+ * recorded in arg, which holds that output's value, and every other input
+ * element gets zero. Checked against a scatter written from that
+ * definition, for windows that overlap, windows with gaps between them,
+ * and disjoint windows that leave the last row and column out or start
+ * in the padding. */
+static void pooling_routes_gradients(void **state)
 {
-    enum { N = 3, H = 7, C = 5 };
-    float x[N * H * H * C], dy[N * 16 * C], y[2][N * 16 * C], dx[2][N * H * H * C];
-    int32_t arg[2][N * 16 * C];
+    enum { N = 3, H = 7, C = 5, OUT = 16 };
+    float x[N * H * H * C], dy[N * OUT * C], y[N * OUT * C];
+    float dx[N * H * H * C], expected[N * H * H * C];
+    int32_t arg[N * OUT * C];
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     for (size_t i = 0; i < sizeof x / sizeof *x; i++)
         x[i] = (float)(gsl_rng_uniform(rng) - 0.5);
     for (size_t i = 0; i < sizeof dy / sizeof *dy; i++)
         dy[i] = (float)(gsl_rng_uniform(rng) - 0.5);
 
-    /* 7x7 -> 3x3 (valid, window 2, stride 2) and 7x7 -> 4x4 (same,
-     * window 3, stride 2, one pixel of padding before). */
-    const hpo_pool_geom geoms[2] = {
+    const hpo_pool_geom geoms[] = {
+        /* 7x7 -> 3x3, window 2, stride 2: row and column 6 in no window. */
         {.in_h = H, .in_w = H, .c = C, .out_h = 3, .out_w = 3, .size = 2, .stride = 2},
+        /* window 3, stride 2, one pixel of padding before: overlapping. */
         {.in_h = H, .in_w = H, .c = C, .out_h = 4, .out_w = 4, .size = 3, .stride = 2,
          .pad_top = 1, .pad_left = 1},
+        /* window 2, stride 3: a gap row and column after each window. */
+        {.in_h = H, .in_w = H, .c = C, .out_h = 2, .out_w = 2, .size = 2, .stride = 3},
+        /* window 3, stride 3, one pixel of padding before. */
+        {.in_h = H, .in_w = H, .c = C, .out_h = 3, .out_w = 3, .size = 3, .stride = 3,
+         .pad_top = 1, .pad_left = 1},
     };
-    const hpo_pool_kind kinds[3] = {HPO_POOL_MAX, HPO_POOL_MIN, HPO_POOL_AVG};
+    const hpo_pool_kind kinds[2] = {HPO_POOL_MAX, HPO_POOL_MIN};
 
-    for (int b = 0; hpo_kernels_names[b] != NULL; b++) {
-        const hpo_kernels *k = hpo_kernels_find(hpo_kernels_names[b]);
-        for (int gi = 0; gi < 2; gi++)
-            for (int ki = 0; ki < 3; ki++) {
-                const hpo_pool_geom *g = &geoms[gi];
-                size_t outs = (size_t)N * g->out_h * g->out_w * C;
-                hpo_pool_forward(kinds[ki], g, N, x, y[0], arg[0]);
-                hpo_pool_backward(kinds[ki], g, N, dy, arg[0], dx[0]);
-                k->pool_forward(kinds[ki], g, N, x, y[1], arg[1]);
-                k->pool_backward(kinds[ki], g, N, dy, arg[1], dx[1]);
-                for (size_t i = 0; i < outs; i++)
-                    if (fabsf(y[0][i] - y[1][i]) > 1e-6f)
-                        fail_msg("%s: pooling kind %d, geometry %d: output %zu is %g, "
-                                 "expected %g", k->name, ki, gi, i, y[1][i], y[0][i]);
-                for (size_t i = 0; i < sizeof dx[0] / sizeof dx[0][0]; i++)
-                    if (fabsf(dx[0][i] - dx[1][i]) > 1e-6f)
-                        fail_msg("%s: pooling kind %d, geometry %d: gradient %zu is %g, "
-                                 "expected %g", k->name, ki, gi, i, dx[1][i], dx[0][i]);
-            }
-    }
+    for (size_t gi = 0; gi < sizeof geoms / sizeof *geoms; gi++)
+        for (int ki = 0; ki < 2; ki++) {
+            const hpo_pool_geom *g = &geoms[gi];
+            size_t in_size = (size_t)H * H * C, out_size = (size_t)g->out_h * g->out_w * C;
+            hpo_pool_forward(kinds[ki], g, N, x, y, arg);
+            hpo_pool_backward(kinds[ki], g, N, dy, arg, dx);
+
+            memset(expected, 0, sizeof expected);
+            for (int i = 0; i < N; i++)
+                for (size_t o = 0; o < out_size; o++) {
+                    size_t at = (size_t)i * in_size + (size_t)arg[(size_t)i * out_size + o];
+                    assert_int_equal(arg[(size_t)i * out_size + o] % C, o % C);
+                    assert_float_equal(x[at], y[(size_t)i * out_size + o], 0);
+                    expected[at] += dy[(size_t)i * out_size + o];
+                }
+            for (size_t i = 0; i < sizeof dx / sizeof *dx; i++)
+                if (dx[i] != expected[i])
+                    fail_msg("pooling kind %d, geometry %zu: gradient %zu is %g, expected %g",
+                             ki, gi, i, dx[i], expected[i]);
+        }
     gsl_rng_free(rng);
 }
 
@@ -565,13 +713,15 @@ int main(void)
         cmocka_unit_test(conv_same_padding_all),
         cmocka_unit_test(gradients_all_backends),
         cmocka_unit_test(conv_matches_reference),
+        cmocka_unit_test(conv_direct_choice),
+        cmocka_unit_test(conv_pool_fusion_exact),
         cmocka_unit_test(dense_matches_reference_all),
 #if HPO_HAVE_DNNL
         cmocka_unit_test(dnnl_bf16_conv_close_to_float32),
 #endif
         cmocka_unit_test(bf16_needs_dnnl),
         cmocka_unit_test(pooling_values),
-        cmocka_unit_test(pooling_backends_agree),
+        cmocka_unit_test(pooling_routes_gradients),
         cmocka_unit_test(softmax_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
