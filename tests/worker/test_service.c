@@ -86,7 +86,9 @@ static void mock_unbind(mock *m)
     hpo_transport_close(&m->router);
 }
 
-static int setup(void **state)
+/* Binds the mock coordinator and starts the service, which stops after
+ * max_trials acknowledged results (0: no limit). */
+static int setup_with_limit(void **state, int max_trials)
 {
     mock *m = calloc(1, sizeof *m);
     if (m == NULL)
@@ -104,11 +106,22 @@ static int setup(void **state)
     m->opt.name = "test-worker";
     m->opt.threads = 1;
     m->opt.reply_timeout_ms = 1000;
+    m->opt.max_trials = max_trials;
     if (pthread_create(&m->thread, NULL, service_thread, m) != 0)
         return -1;
     m->running = true;
     *state = m;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with_limit(state, 0);
+}
+
+static int setup_one_trial(void **state)
+{
+    return setup_with_limit(state, 1);
 }
 
 static int teardown(void **state)
@@ -529,6 +542,31 @@ static void test_service_stop_request_reports_trial(void **state)
     assert_int_equal(leaves, 1);
 }
 
+/* A worker whose trial limit is reached sends leave after the ack of its
+ * last result and returns 0 without asking for more work. */
+static void test_service_trial_limit_leaves(void **state)
+{
+    mock *m = *state;
+    hpo_msg msg;
+    mock_register(m, &msg);
+    mock_give_trial(m, 61, TINY_MODEL, 1);
+    hpo_msg_clear(&msg);
+    mock_recv_after_progress(m, &msg);
+    assert_int_equal(msg.type, HPO_MSG_RESULT);
+    assert_int_equal(msg.result.trial_id, 61);
+    assert_string_equal(msg.result.token, MOCK_TOKEN);
+    hpo_msg_clear(&msg);
+    mock_ack(m, 61);
+
+    mock_expect(m, HPO_MSG_LEAVE, &msg);
+    assert_string_equal(msg.leave.worker_id, "w7");
+    assert_string_equal(msg.leave.token, MOCK_TOKEN);
+    assert_string_equal(msg.leave.reason, "the trial limit is reached");
+    pthread_join(m->thread, NULL);
+    m->running = false;
+    assert_int_equal(m->service_rc, 0);
+}
+
 /* A coordinator that replies to register with wrong_worker_kind makes the
  * service return -1 with the coordinator's reason, sending nothing
  * more. */
@@ -601,6 +639,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_service_restart_notice_keeps_trial, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_service_worker_message_reconnects, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_service_trial_limit_leaves, setup_one_trial,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_service_wrong_kind_exits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_service_id_taken_retries, setup, teardown),
