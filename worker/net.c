@@ -199,30 +199,56 @@ void hpo_net_destroy(hpo_net **netp)
     *netp = NULL;
 }
 
+/* Returns the next 64 bits of a SplitMix64 generator. */
+static inline uint64_t splitmix64_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
 /* Inverted dropout: kept units are scaled by 1 / (1 - rate) in training so
- * that inference needs no scaling. */
-static void dropout_forward(hpo_net *net, hpo_net_layer *l, const float *x, size_t count,
+ * that inference needs no scaling. Each batch draws one seed from the
+ * net's generator. Each image's mask comes from its own SplitMix64 stream,
+ * started from that seed and the image's index. So images run in parallel,
+ * and the masks do not depend on the thread count. */
+static void dropout_forward(hpo_net *net, hpo_net_layer *l, const float *x, int n,
                             bool training)
 {
+    const size_t per_image = l->out_size, count = per_image * (size_t)n;
     if (!training) {
         memcpy(l->y, x, count * sizeof *x);
         return;
     }
     if (!net->freeze_dropout) {
-        float keep = 1.0f / (1.0f - l->spec.rate);
-        for (size_t i = 0; i < count; i++)
-            l->mask[i] = gsl_rng_uniform(net->rng) < l->spec.rate ? 0.0f : keep;
+        const float keep = 1.0f / (1.0f - l->spec.rate);
+        const uint32_t drop_below = (uint32_t)(l->spec.rate * 4294967296.0);
+        const uint64_t high = gsl_rng_get(net->rng);
+        const uint64_t seed = high << 32 ^ gsl_rng_get(net->rng);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            uint64_t state = seed + (uint64_t)i * 0xd1b54a32d192ed03u;
+            float *mask = l->mask + (size_t)i * per_image;
+            for (size_t j = 0; j < per_image; j += 2) {
+                uint64_t bits = splitmix64_next(&state);
+                mask[j] = (uint32_t)bits < drop_below ? 0.0f : keep;
+                if (j + 1 < per_image)
+                    mask[j + 1] = (uint32_t)(bits >> 32) < drop_below ? 0.0f : keep;
+            }
+        }
     }
+#pragma omp parallel for schedule(static) if (count >= 65536)
     for (size_t i = 0; i < count; i++)
         l->y[i] = x[i] * l->mask[i];
 }
 
-/* Whether pooling layer i can apply the activation derivative of the
- * convolution below it. Max and min pooling pass each output's gradient to
- * the input element it took, whose activation value is the output's own,
- * so the derivative computed from the pooled values and applied to the
- * pooled gradient equals the one applied to the convolution's gradient
- * afterwards, on a tensor a window's area smaller. */
+/* Returns whether pooling layer i can apply the activation derivative of
+ * the convolution below it. Max and min pooling pass each output's
+ * gradient to the input element it took, whose activation value is the
+ * output's own. So the derivative computed from the pooled values and
+ * applied to the pooled gradient gives the same result as on the
+ * convolution's gradient, on a tensor a window's area smaller. */
 static bool pool_takes_activation(const hpo_net *net, int i)
 {
     const hpo_net_layer *l = &net->layers[i];
@@ -276,7 +302,7 @@ const float *hpo_net_forward(hpo_net *net, const float *x, int n, bool training)
             hpo_global_avgpool_forward(n, l->in.h * l->in.w, l->in.c, in, l->y);
             break;
         case HPO_LAYER_DROPOUT:
-            dropout_forward(net, l, in, count, training);
+            dropout_forward(net, l, in, n, training);
             break;
         case HPO_LAYER_FLATTEN:
             break;
@@ -363,6 +389,7 @@ void hpo_net_backward(hpo_net *net, const float *x, const uint8_t *labels, int n
                 hpo_global_avgpool_backward(n, l->in.h * l->in.w, l->in.c, grad, dx);
             break;
         case HPO_LAYER_DROPOUT:
+#pragma omp parallel for schedule(static) if (count >= 65536)
             for (size_t j = 0; j < count; j++)
                 grad[j] *= l->mask[j];
             dx = grad;

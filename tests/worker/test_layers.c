@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 #include <gsl/gsl_rng.h>
 
 #include "hpo/error.h"
@@ -691,6 +692,49 @@ static void pooling_values(void **state)
         assert_float_equal(y[i], avg[i], 1e-6);
 }
 
+/* Dropout drops about `rate` of the units, scales the rest by
+ * 1 / (1 - rate), gives each image its own mask, and draws the same masks
+ * on 1 thread as on 2. */
+static void dropout_masks(void **state)
+{
+    enum { N = 8, H = 16, C = 4, SIZE = H * H * C };
+    hpo_layer_spec layers[] = {
+        {.kind = HPO_LAYER_DROPOUT, .rate = 0.3f}, FLATTEN, HEAD,
+    };
+    hpo_model_spec spec = {
+        .n_layers = 3, .layers = layers, .input_h = H, .input_w = H, .input_c = C,
+        .optimizer = HPO_OPT_ADAM, .learning_rate = 1e-3, .batch_size = N,
+    };
+    static float x[N * SIZE], masks[2][N * SIZE];
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+        x[i] = 1.0f;
+    char err[HPO_ERR_MAX] = "";
+
+    for (int run = 0; run < 2; run++) {
+        hpo_net *net = NULL;
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(run == 0 ? 1 : 2);
+        assert_int_equal(hpo_net_create(&spec, &hpo_kernels_reference, N, 5, &net, err,
+                                        sizeof err), 0);
+        hpo_net_forward(net, x, N, true);
+        memcpy(masks[run], net->layers[0].mask, sizeof masks[run]);
+        omp_set_num_threads(threads);
+        hpo_net_destroy(&net);
+    }
+
+    assert_memory_equal(masks[0], masks[1], sizeof masks[0]);
+    int dropped = 0;
+    for (int i = 0; i < N * SIZE; i++) {
+        if (masks[0][i] == 0.0f)
+            dropped++;
+        else
+            assert_float_equal(masks[0][i], 1.0 / 0.7, 1e-6);
+    }
+    /* 8,192 draws at p = 0.3: the standard deviation is 41 units. */
+    assert_in_range(dropped, 0.3 * N * SIZE - 250, 0.3 * N * SIZE + 250);
+    assert_memory_not_equal(masks[0], masks[0] + SIZE, SIZE * sizeof(float));
+}
+
 static void softmax_is_stable(void **state)
 {
     /* Logits of 1000 would overflow expf without the max subtraction. */
@@ -722,6 +766,7 @@ int main(void)
         cmocka_unit_test(bf16_needs_dnnl),
         cmocka_unit_test(pooling_values),
         cmocka_unit_test(pooling_routes_gradients),
+        cmocka_unit_test(dropout_masks),
         cmocka_unit_test(softmax_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
