@@ -26,11 +26,11 @@ static void usage(FILE *out)
  * setting them needs a new exec. An idle OpenMP thread then spins about
  * 10,000 rounds for the next layer's work before it sleeps, instead of
  * libgomp's default 300,000. On a quiet 2-CPU machine, a 2-thread run of
- * the small model trained 15 to 35% faster than with no spinning
- * (OMP_WAIT_POLICY=passive), and with a second 2-thread worker on the same
- * CPUs it ran 17% slower than passive waiting, where the default count
- * ran 4 times slower. If the exec fails, the program goes on with
- * libgomp's default. */
+ * the small model trained about 15% faster than with no spinning
+ * (OMP_WAIT_POLICY=passive). With a second 2-thread worker on the same
+ * CPUs it ran about 30% slower than passive waiting. The default count
+ * sometimes ran 10 times slower there. docs/benchmarks.md has the figures.
+ * If the exec fails, the program goes on with libgomp's default. */
 static void bound_openmp_spin_waits(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY") != NULL || getenv("GOMP_SPINCOUNT") != NULL)
