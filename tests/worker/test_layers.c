@@ -23,6 +23,7 @@
 #include "kernels.h"
 #include "layers.h"
 #include "net.h"
+#include "threads.h"
 
 /* ---- Convolution semantics ------------------------------------------- */
 
@@ -735,6 +736,35 @@ static void dropout_masks(void **state)
     assert_memory_not_equal(masks[0], masks[0] + SIZE, SIZE * sizeof(float));
 }
 
+/* Returns the bits of FLT_MIN / 2 computed on the calling thread: zero
+ * when denormal results are flushed. */
+static uint32_t half_flt_min_bits(void)
+{
+    volatile float tiny = 1.17549435e-38f;
+    float half = tiny * 0.5f;
+    uint32_t bits;
+    memcpy(&bits, &half, sizeof bits);
+    return bits;
+}
+
+/* After hpo_threads_apply(), the calling thread and each OpenMP thread
+ * flush denormal results to zero. */
+static void threads_flush_denormals(void **state)
+{
+    int threads = omp_get_max_threads();
+    assert_int_equal(hpo_threads_apply(2, true), 2);
+    int flushed = 0, team = 0;
+#pragma omp parallel reduction(+ : flushed, team)
+    {
+        flushed += half_flt_min_bits() == 0;
+        team += 1;
+    }
+    assert_int_equal(half_flt_min_bits(), 0);
+    assert_int_equal(team, 2);
+    assert_int_equal(flushed, 2);
+    hpo_threads_apply(threads, true);
+}
+
 static void softmax_is_stable(void **state)
 {
     /* Logits of 1000 would overflow expf without the max subtraction. */
@@ -767,6 +797,7 @@ int main(void)
         cmocka_unit_test(pooling_values),
         cmocka_unit_test(pooling_routes_gradients),
         cmocka_unit_test(dropout_masks),
+        cmocka_unit_test(threads_flush_denormals),
         cmocka_unit_test(softmax_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
