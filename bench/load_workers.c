@@ -3,10 +3,19 @@
  * Starts hpod on a fresh database in a temporary folder, connects N DEALER
  * sockets to it from this one process, and lets each act as a worker with
  * a synthetic objective: it registers, asks for trials, answers each one
- * after --think-ms with an objective computed from the parameters, and
- * sends heartbeats. Optional bogus peers send invalid frames throughout.
- * When hpod has exited, the database is checked: exactly --trials ok
- * trials, ids 1..--trials, each handed out once.
+ * after --think-ms with an objective computed from the parameters, sends
+ * heartbeats, and sends leave once the study is done. Each worker keeps
+ * the session token from `registered` and sends it in every later message.
+ * Optional bogus peers send invalid frames throughout. When hpod has
+ * exited, the database is checked: exactly --trials ok trials, ids
+ * 1..--trials, each handed out once.
+ *
+ * Each simulated worker connects from its own loopback source address
+ * (127.1.0.1, 127.1.0.2, ...), so that hpod counts one peer per worker, as
+ * with workers on separate hosts, and its limit of HPO_REGISTER_LIMIT
+ * registrations per peer and window does not throttle the start. Linux
+ * routes all of 127.0.0.0/8 to the loopback interface. The program checks
+ * at start that it can bind those addresses and exits otherwise.
  *
  * Prints trials per second, the time from a worker's ready to its trial
  * (p50, p99, max), and hpod's CPU time and peak RSS (from wait4()).
@@ -14,17 +23,20 @@
  * Usage: load_workers --hpod PATH --study FILE [options]; --help lists
  * them. Exit status 0 when the study completed with no lost or duplicated
  * trial. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +51,14 @@
 /* A worker resends register, ready or its result when the reply is this
  * late. On loopback that happens only when hpod is overloaded. */
 #define REPLY_TIMEOUT_MS 10000
+
+/* Delay before a worker registers again after worker_id_taken or
+ * too_many_registrations, as hpo-worker does. */
+#define REGISTER_RETRY_MS 1000
+
+/* Source addresses of the simulated workers: 127.1.B.C with C in
+ * 1 .. SOURCE_HOSTS_PER_BLOCK, so that no address ends in 0 or 255. */
+#define SOURCE_HOSTS_PER_BLOCK 254
 
 typedef struct {
     const char *hpod;
@@ -55,6 +75,7 @@ typedef struct {
 } options;
 
 typedef enum {
+    W_UNREGISTERED, /* sends register at due_ms */
     W_REGISTERING,
     W_IDLE,        /* sends ready at due_ms */
     W_ASKING,      /* ready sent at asked_ms */
@@ -66,6 +87,8 @@ typedef enum {
 typedef struct {
     void *sock;
     char id[HPO_NAME_MAX + 1];
+    char token[HPO_TOKEN_MAX + 1]; /* session token from the last registered;
+                                      "" before the first */
     worker_state state;
     int64_t due_ms;
     int64_t sent_ms;        /* when the message awaiting a reply was sent */
@@ -94,6 +117,8 @@ typedef struct {
     uint8_t *assigned;      /* times each trial id was handed out */
     size_t assigned_cap;
     long results_acked, no_work, resends, duplicates, errors, bogus_sent;
+    long register_limited;  /* too_many_registrations answers */
+    long id_taken;          /* worker_id_taken answers */
     int64_t first_ready_ms, last_ack_ms;
 } bench;
 
@@ -120,7 +145,8 @@ static void usage(FILE *out)
         "\n"
         "  --hpod PATH       the hpod program\n"
         "  --study FILE      study file; its budget is ignored except max trials\n"
-        "  --workers N       simulated workers, one DEALER socket each (default 500)\n"
+        "  --workers N       simulated workers, each with one DEALER socket and its\n"
+        "                    own source address in 127.1.0.0/16 (default 500)\n"
         "  --trials N        trials of the study (default 20000)\n"
         "  --tuner NAME      random or bayes (default random)\n"
         "  --think-ms MS     time each worker takes per trial (default 0)\n"
@@ -295,6 +321,10 @@ static void send_register(bench *b, sim_worker *w, int index)
     msg.reg.pid = 1 + index;
     msg.reg.threads = 1;
     msg.reg.protocol = HPO_PROTO_VERSION;
+    /* The token of the previous registration lets this register replace
+     * it. kind is left out, so that hpod does not check it and any study
+     * file works. */
+    snprintf(msg.reg.token, sizeof msg.reg.token, "%s", w->token);
     send_or_count(b, w->sock, &msg);
     w->state = W_REGISTERING;
     w->sent_ms = now_ms();
@@ -305,6 +335,7 @@ static void send_ready(bench *b, sim_worker *w)
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_READY);
     snprintf(msg.ready.worker_id, sizeof msg.ready.worker_id, "%s", w->id);
+    snprintf(msg.ready.token, sizeof msg.ready.token, "%s", w->token);
     send_or_count(b, w->sock, &msg);
     w->state = W_ASKING;
     w->sent_ms = now_ms();
@@ -318,6 +349,7 @@ static void send_result(bench *b, sim_worker *w)
     hpo_msg msg;
     hpo_msg_init(&msg, HPO_MSG_RESULT);
     snprintf(msg.result.worker_id, sizeof msg.result.worker_id, "%s", w->id);
+    snprintf(msg.result.token, sizeof msg.result.token, "%s", w->token);
     msg.result.trial_id = w->trial_id;
     msg.result.status = HPO_TRIAL_OK;
     msg.result.metrics = cJSON_CreateObject();
@@ -329,6 +361,27 @@ static void send_result(bench *b, sim_worker *w)
     hpo_msg_clear(&msg);
     w->state = W_WAIT_ACK;
     w->sent_ms = now_ms();
+}
+
+/* Tells hpod that the worker exits, as hpo-worker does after study_done
+ * or shutdown, so that hpod drops it at once. */
+static void send_leave(bench *b, sim_worker *w, const char *reason)
+{
+    hpo_msg msg;
+    hpo_msg_init(&msg, HPO_MSG_LEAVE);
+    snprintf(msg.leave.worker_id, sizeof msg.leave.worker_id, "%s", w->id);
+    snprintf(msg.leave.token, sizeof msg.leave.token, "%s", w->token);
+    snprintf(msg.leave.reason, sizeof msg.leave.reason, "%s", reason);
+    send_or_count(b, w->sock, &msg);
+}
+
+/* Stops the worker's heartbeats, which would only draw more errors, and
+ * registers it again after delay_ms. */
+static void register_later(sim_worker *w, int64_t delay_ms)
+{
+    w->heartbeat_ms = 0;
+    w->state = W_UNREGISTERED;
+    w->due_ms = now_ms() + delay_ms;
 }
 
 /* The synthetic objective: a smooth function of the numeric parameters
@@ -378,12 +431,36 @@ static void record_assignment(bench *b, sim_worker *w, int64_t trial_id)
         b->assigned[trial_id]++;
 }
 
+/* Counts and logs an error from hpod to worker w, and registers w again
+ * where hpo-worker would. A worker that left registers no more. */
+static void on_error(bench *b, sim_worker *w, int index, const hpo_msg_error *error)
+{
+    b->errors++;
+    fprintf(stderr, "load_workers: worker %s (sim-%d) got error %s: %s\n",
+            w->id[0] ? w->id : "unregistered", index,
+            hpo_proto_status_name(error->code), error->message);
+    if (error->code == HPO_PROTO_TOO_MANY_REGISTRATIONS)
+        b->register_limited++;
+    else if (error->code == HPO_PROTO_WORKER_ID_TAKEN)
+        b->id_taken++;
+
+    if (w->state == W_DONE)
+        return;
+    bool registering = w->state == W_UNREGISTERED || w->state == W_REGISTERING;
+    if (error->code == HPO_PROTO_TOO_MANY_REGISTRATIONS ||
+        error->code == HPO_PROTO_WORKER_ID_TAKEN)
+        register_later(w, REGISTER_RETRY_MS);
+    else if (error->code == HPO_PROTO_UNKNOWN_WORKER && !registering)
+        register_later(w, 0);
+}
+
 /* Handles one message from hpod to worker w. */
 static void on_message(bench *b, sim_worker *w, int index, const hpo_msg *msg)
 {
     switch (msg->type) {
     case HPO_MSG_REGISTERED:
         snprintf(w->id, sizeof w->id, "%s", msg->registered.worker_id);
+        snprintf(w->token, sizeof w->token, "%s", msg->registered.token);
         w->heartbeat_ms = msg->registered.heartbeat_ms;
         w->heartbeat_due_ms = now_ms() + w->heartbeat_ms;
         send_ready(b, w);
@@ -414,15 +491,15 @@ static void on_message(bench *b, sim_worker *w, int index, const hpo_msg *msg)
         b->errors++;
         break;
     case HPO_MSG_STUDY_DONE:
+        send_leave(b, w, "the study is done");
+        w->state = W_DONE;
+        break;
     case HPO_MSG_SHUTDOWN:
+        send_leave(b, w, "shutdown received");
         w->state = W_DONE;
         break;
     case HPO_MSG_ERROR:
-        b->errors++;
-        fprintf(stderr, "load_workers: worker %s got error %s: %s\n", w->id,
-                hpo_proto_status_name(msg->error.code), msg->error.message);
-        if (msg->error.code == HPO_PROTO_UNKNOWN_WORKER)
-            send_register(b, w, index);
+        on_error(b, w, index, &msg->error);
         break;
     default:
         b->errors++;
@@ -430,15 +507,18 @@ static void on_message(bench *b, sim_worker *w, int index, const hpo_msg *msg)
     }
 }
 
-/* Sends what is due: ready after no_work, results after the think time,
- * heartbeats, and resends of answers that are overdue. */
+/* Sends what is due: register after a rejected registration, ready after
+ * no_work, results after the think time, heartbeats, and resends of
+ * requests whose reply is overdue. */
 static void run_timers(bench *b, int64_t now)
 {
     for (int i = 0; i < b->opt->workers; i++) {
         sim_worker *w = &b->w[i];
         if (w->state == W_DONE)
             continue;
-        if ((w->state == W_IDLE) && now >= w->due_ms)
+        if (w->state == W_UNREGISTERED && now >= w->due_ms)
+            send_register(b, w, i);
+        else if (w->state == W_IDLE && now >= w->due_ms)
             send_ready(b, w);
         else if (w->state == W_RUNNING && now >= w->due_ms)
             send_result(b, w);
@@ -454,6 +534,7 @@ static void run_timers(bench *b, int64_t now)
             hpo_msg msg;
             hpo_msg_init(&msg, HPO_MSG_HEARTBEAT);
             snprintf(msg.heartbeat.worker_id, sizeof msg.heartbeat.worker_id, "%s", w->id);
+            snprintf(msg.heartbeat.token, sizeof msg.heartbeat.token, "%s", w->token);
             msg.heartbeat.trial_id = w->state == W_RUNNING || w->state == W_WAIT_ACK
                                          ? w->trial_id : -1;
             send_or_count(b, w->sock, &msg);
@@ -496,9 +577,61 @@ static bool all_done(const bench *b)
     return true;
 }
 
+/* Writes the loopback source address of simulated worker `index`. */
+static void source_address(int index, char *buf, size_t size)
+{
+    snprintf(buf, size, "127.1.%d.%d", index / SOURCE_HOSTS_PER_BLOCK,
+             1 + index % SOURCE_HOSTS_PER_BLOCK);
+}
+
+/* Checks that a TCP socket can bind the source address, which fails with
+ * EADDRNOTAVAIL where the loopback interface has only 127.0.0.1. With such
+ * an address, zmq_connect() (libzmq 4.3.4) still returns 0 but no message
+ * arrives, so without this check the workers would wait until --timeout. */
+static int check_source_address(const char *address, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1)
+        return hpo_error(err, errlen, "invalid source address %s", address);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return hpo_error(err, errlen, "socket failed: %s", strerror(errno));
+    int rc = bind(fd, (const struct sockaddr *)&sa, sizeof sa);
+    int bind_errno = errno;
+    close(fd);
+    if (rc != 0)
+        return hpo_error(err, errlen, "binding the source address %s failed: %s; each "
+                         "simulated worker connects from its own address in "
+                         "127.1.0.0/16, which needs all of 127.0.0.0/8 on the "
+                         "loopback interface, as Linux sets it up", address,
+                         strerror(bind_errno));
+    return 0;
+}
+
+/* Checks the first and the last source address of the workers. */
+static int check_source_addresses(int workers, char *err, size_t errlen)
+{
+    char source[32];
+    source_address(0, source, sizeof source);
+    if (check_source_address(source, err, errlen) != 0)
+        return -1;
+    source_address(workers - 1, source, sizeof source);
+    return check_source_address(source, err, errlen);
+}
+
 static int open_sockets(bench *b, char *err, size_t errlen)
 {
     int n = b->opt->workers + b->opt->bogus;
+
+    /* hpod binds tcp://127.0.0.1:PORT, and ZeroMQ's connect syntax
+     * tcp://SOURCE:0;HOST:PORT picks the source address of a connection. */
+    static const char tcp_prefix[] = "tcp://";
+    if (strncmp(b->workers_endpoint, tcp_prefix, strlen(tcp_prefix)) != 0)
+        return hpo_error(err, errlen, "hpod's workers endpoint %s is not TCP",
+                         b->workers_endpoint);
+    const char *target = b->workers_endpoint + strlen(tcp_prefix);
+    char source[32];
+
     b->ctx = zmq_ctx_new();
     if (b->ctx == NULL)
         return hpo_error(err, errlen, "zmq_ctx_new failed");
@@ -509,8 +642,10 @@ static int open_sockets(bench *b, char *err, size_t errlen)
     if (b->w == NULL || b->bogus == NULL)
         return hpo_error(err, errlen, "out of memory");
     for (int i = 0; i < b->opt->workers; i++) {
-        b->w[i].sock = hpo_transport_dealer_connect(b->ctx, b->workers_endpoint, false,
-                                                    err, errlen);
+        char endpoint[sizeof b->workers_endpoint + 64];
+        source_address(i, source, sizeof source);
+        snprintf(endpoint, sizeof endpoint, "tcp://%s:0;%s", source, target);
+        b->w[i].sock = hpo_transport_dealer_connect(b->ctx, endpoint, false, err, errlen);
         if (b->w[i].sock == NULL)
             return -1;
     }
@@ -656,7 +791,8 @@ static int check_database(const bench *b)
 
 static int report(bench *b)
 {
-    double wall_s = (double)(b->last_ack_ms - b->first_ready_ms) / 1000.0;
+    double wall_s = b->results_acked > 0
+                        ? (double)(b->last_ack_ms - b->first_ready_ms) / 1000.0 : 0.0;
     qsort(b->latency_ms, b->n_latency, sizeof *b->latency_ms, compare_double);
     double cpu_s = (double)b->hpod_usage.ru_utime.tv_sec +
                    (double)b->hpod_usage.ru_utime.tv_usec / 1e6 +
@@ -674,9 +810,10 @@ static int report(bench *b)
     printf("hpod: exit %d, CPU %.2f s (%.0f%% of one core), peak RSS %.1f MiB\n",
            b->hpod_status, cpu_s, wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0,
            (double)b->hpod_usage.ru_maxrss / 1024.0);
-    printf("workers: %ld no_work answers, %ld resends, %ld errors, %ld trials "
-           "assigned twice; bogus frames sent: %ld\n", b->no_work, b->resends,
-           b->errors, b->duplicates, b->bogus_sent);
+    printf("workers: %ld no_work answers, %ld resends, %ld errors (%ld "
+           "too_many_registrations, %ld worker_id_taken), %ld trials assigned twice; "
+           "bogus frames sent: %ld\n", b->no_work, b->resends, b->errors,
+           b->register_limited, b->id_taken, b->duplicates, b->bogus_sent);
 
     int problems = check_database(b);
     if (b->duplicates > 0 || b->hpod_status != 0)
@@ -693,6 +830,10 @@ int main(int argc, char **argv)
 
     bench b = {.opt = &opt};
     char err[HPO_ERR_MAX];
+    if (check_source_addresses(opt.workers, err, sizeof err) != 0) {
+        fprintf(stderr, "load_workers: %s\n", err);
+        return 1;
+    }
     snprintf(b.dir, sizeof b.dir, "%s/hpo-load-XXXXXX", opt.tmpdir);
     if (mkdtemp(b.dir) == NULL) {
         fprintf(stderr, "load_workers: mkdtemp: %s\n", strerror(errno));
