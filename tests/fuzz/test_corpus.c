@@ -7,7 +7,11 @@
  * "invalid_json" must be rejected with exactly that code. In study_parse
  * and model_spec, "ok" must parse and "invalid" must be rejected. Files
  * with other names, such as inputs that libFuzzer found, only have to
- * pass the checks. */
+ * pass the checks.
+ *
+ * Two more tests guard the fuzzer's starting points: the msg_decode seeds
+ * contain a valid message of every type, and msg.dict lists every message
+ * type and worker kind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +31,9 @@
 
 #ifndef HPO_FUZZ_CORPUS_DIR
 #error "HPO_FUZZ_CORPUS_DIR must name tests/fuzz/corpus"
+#endif
+#ifndef HPO_FUZZ_MSG_DICT
+#error "HPO_FUZZ_MSG_DICT must name tests/fuzz/msg.dict"
 #endif
 
 /* Largest corpus file read; libFuzzer's default -max_len is far below. */
@@ -134,6 +141,75 @@ static void test_msg_decode_corpus(void **state)
     free_corpus(files, n);
 }
 
+/* Every message type has a seed that decodes, so that the replay checks
+ * each type's round trip and the fuzzer starts from it. */
+static void test_msg_corpus_every_type(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    corpus_file *files = read_corpus("msg_decode", &n);
+    bool seeded[HPO_MSG_TYPE_COUNT] = {false};
+    for (size_t i = 0; i < n; i++) {
+        char err[HPO_ERR_MAX] = "";
+        hpo_msg msg;
+        if (hpo_msg_decode(files[i].data, files[i].size, &msg, err, sizeof err) !=
+            HPO_PROTO_OK)
+            continue;
+        if ((int)msg.type >= 0 && msg.type < HPO_MSG_TYPE_COUNT)
+            seeded[msg.type] = true;
+        hpo_msg_clear(&msg);
+    }
+    for (int type = 0; type < HPO_MSG_TYPE_COUNT; type++) {
+        if (!seeded[type])
+            fail_msg("corpus/msg_decode has no valid %s message; add an ok-%s file",
+                     hpo_msg_type_name((hpo_msg_type)type),
+                     hpo_msg_type_name((hpo_msg_type)type));
+    }
+    free_corpus(files, n);
+}
+
+/* True when the dictionary text has the line "\"WORD\"", the quoted JSON
+ * string WORD as libFuzzer's dictionary syntax escapes it. */
+static bool dict_has_string(const char *dict, const char *word)
+{
+    char line[128];
+    snprintf(line, sizeof line, "\n\"\\\"%s\\\"\"\n", word);
+    return strstr(dict, line) != NULL;
+}
+
+/* msg.dict contains every message type and worker kind and the optional
+ * fields token and kind, so that the fuzzer reaches each decoder branch
+ * quickly. */
+static void test_msg_dict_every_word(void **state)
+{
+    (void)state;
+    corpus_file dict = {.name = "msg.dict"};
+    read_file(HPO_FUZZ_MSG_DICT, &dict);
+    char *text = malloc(dict.size + 2);
+    assert_non_null(text);
+    text[0] = '\n';
+    memcpy(text + 1, dict.data, dict.size);
+    text[dict.size + 1] = '\0';
+
+    for (int type = 0; type < HPO_MSG_TYPE_COUNT; type++) {
+        const char *name = hpo_msg_type_name((hpo_msg_type)type);
+        if (!dict_has_string(text, name))
+            fail_msg("msg.dict lacks the message type \"%s\"", name);
+    }
+    for (int kind = HPO_WORKER_KIND_UNKNOWN + 1; kind < HPO_WORKER_KIND_COUNT; kind++) {
+        const char *name = hpo_worker_kind_name((hpo_worker_kind)kind);
+        if (!dict_has_string(text, name))
+            fail_msg("msg.dict lacks the worker kind \"%s\"", name);
+    }
+    static const char *const fields[] = {"token", "kind"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!dict_has_string(text, fields[i]))
+            fail_msg("msg.dict lacks the field \"%s\"", fields[i]);
+    }
+    free(text);
+    free(dict.data);
+}
+
 typedef int (*parse_check)(const uint8_t *data, size_t size, bool *parsed,
                            char *why, size_t whylen);
 
@@ -199,6 +275,8 @@ int main(void)
     fuzz_checks_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_decode_corpus),
+        cmocka_unit_test(test_msg_corpus_every_type),
+        cmocka_unit_test(test_msg_dict_every_word),
         cmocka_unit_test(test_study_parse_corpus),
         cmocka_unit_test(test_model_spec_corpus),
         cmocka_unit_test(test_oversized_frame_rejected),
