@@ -202,7 +202,9 @@ static int answer_status(const hpo_control_context *ctx, cJSON **data_out,
     cJSON_AddStringToObject(data, "study", info.name);
     cJSON_AddStringToObject(data, "state", info.state);
     cJSON_AddStringToObject(data, "source", ctx->source);
-    add_string_or_null(data, "tuner", ctx->tuner);
+    /* hpoctl --db has no running tuner: report the one stored with the
+     * study, which is NULL in databases of schema version 1. */
+    add_string_or_null(data, "tuner", ctx->tuner != NULL ? ctx->tuner : info.tuner);
     cJSON_AddNumberToObject(data, "max_trials", info.max_trials);
     cJSON_AddItemToObject(data, "objective", objective_json(ctx->study));
     add_string_or_null(data, "created", info.created);

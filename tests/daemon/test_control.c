@@ -91,9 +91,10 @@ static int setup(void **state)
         return -1;
     }
     snprintf(f->path, sizeof f->path, "%s/study.db", f->dir);
+    const hpo_study_settings settings = {.tuner = "random", .tuner_options = "{}"};
     if (hpo_storage_open(f->path, true, &f->storage, f->err, sizeof f->err) != 0 ||
-        hpo_storage_study_create(f->storage, "min-study", study_json, 1, 5,
-                                 f->err, sizeof f->err) != 0 ||
+        hpo_storage_study_create_with_settings(f->storage, "min-study", study_json, 1, 5,
+                                               &settings, f->err, sizeof f->err) != 0 ||
         hpo_study_parse(study_json, &f->study, f->err, sizeof f->err) != 0) {
         fprintf(stderr, "setup failed: %s\n", f->err);
         return -1;
@@ -227,6 +228,8 @@ static void test_status_counts(void **state)
     assert_string_equal(cJSON_GetObjectItem(data, "study")->valuestring, "min-study");
     assert_string_equal(cJSON_GetObjectItem(data, "state")->valuestring, "running");
     assert_string_equal(cJSON_GetObjectItem(data, "source")->valuestring, "database");
+    /* Read from the database: the tuner stored with the study. */
+    assert_string_equal(cJSON_GetObjectItem(data, "tuner")->valuestring, "random");
     assert_int_equal(cJSON_GetObjectItem(data, "max_trials")->valueint, 5);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(data, "workers")));
     const cJSON *trials = cJSON_GetObjectItem(data, "trials");
