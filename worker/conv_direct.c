@@ -42,56 +42,54 @@ forward_row(const hpo_conv_geom *g, int image, int oy, const float *x, const flo
     const bool relu = g->activation == HPO_ACT_RELU;
     const __m512 zero = _mm512_setzero_ps();
 
-    {
-        const float *x_row = x + ((size_t)image * g->in_h + (size_t)oy * stride) * in_row;
+    const float *x_row = x + ((size_t)image * g->in_h + (size_t)oy * stride) * in_row;
 
-        for (int fb = 0; fb < filters; fb += LANES) {
-            /* This block's weights, tap by tap, so that each tap's vector
-             * sits at a constant offset. */
-            float wp[K * K * C * LANES] __attribute__((aligned(64)));
-            for (int t = 0; t < K * K * C; t++)
-                _mm512_store_ps(wp + t * LANES, _mm512_loadu_ps(w + (size_t)t * filters + fb));
-            const __m512 bias = _mm512_loadu_ps(b + fb);
-            int ox = 0;
-            for (; ox + PIXELS <= g->out_w; ox += PIXELS) {
-                __m512 acc[PIXELS];
+    for (int fb = 0; fb < filters; fb += LANES) {
+        /* This block's weights, tap by tap, so that each tap's vector
+         * sits at a constant offset. */
+        float wp[K * K * C * LANES] __attribute__((aligned(64)));
+        for (int t = 0; t < K * K * C; t++)
+            _mm512_store_ps(wp + t * LANES, _mm512_loadu_ps(w + (size_t)t * filters + fb));
+        const __m512 bias = _mm512_loadu_ps(b + fb);
+        int ox = 0;
+        for (; ox + PIXELS <= g->out_w; ox += PIXELS) {
+            __m512 acc[PIXELS];
 #pragma GCC unroll 8
-                for (int p = 0; p < PIXELS; p++)
-                    acc[p] = bias;
-                for (int ky = 0; ky < K; ky++) {
-                    const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
-                    const float *ws = wp + ky * taps_per_row * LANES;
-                    /* Opaque to the optimizer, so that it addresses every
-                     * load below from these two registers instead of
-                     * keeping one induction pointer per load. */
-                    __asm__("" : "+r"(xs), "+r"(ws));
+            for (int p = 0; p < PIXELS; p++)
+                acc[p] = bias;
+            for (int ky = 0; ky < K; ky++) {
+                const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
+                const float *ws = wp + ky * taps_per_row * LANES;
+                /* Opaque to the optimizer, so that it addresses every
+                 * load below from these two registers instead of
+                 * keeping one induction pointer per load. */
+                __asm__("" : "+r"(xs), "+r"(ws));
 #pragma GCC unroll 28
-                    for (int j = 0; j < taps_per_row; j++) {
-                        const __m512 wv = _mm512_load_ps(ws + j * LANES);
+                for (int j = 0; j < taps_per_row; j++) {
+                    const __m512 wv = _mm512_load_ps(ws + j * LANES);
 #pragma GCC unroll 8
-                        for (int p = 0; p < PIXELS; p++)
-                            acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(xs[p * stride * C + j]),
-                                                     wv, acc[p]);
-                    }
+                    for (int p = 0; p < PIXELS; p++)
+                        acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(xs[p * stride * C + j]),
+                                                 wv, acc[p]);
                 }
-                /* max(0, v) returns v when v is NaN, so divergence shows. */
+            }
+            /* max(0, v) returns v when v is NaN, so divergence shows. */
 #pragma GCC unroll 8
-                for (int p = 0; p < PIXELS; p++)
-                    _mm512_storeu_ps(y_row + (size_t)(ox + p) * filters + fb,
-                                     relu ? _mm512_max_ps(zero, acc[p]) : acc[p]);
+            for (int p = 0; p < PIXELS; p++)
+                _mm512_storeu_ps(y_row + (size_t)(ox + p) * filters + fb,
+                                 relu ? _mm512_max_ps(zero, acc[p]) : acc[p]);
+        }
+        for (; ox < g->out_w; ox++) {
+            __m512 acc = bias;
+            for (int ky = 0; ky < K; ky++) {
+                const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
+                const float *ws = wp + ky * taps_per_row * LANES;
+                for (int j = 0; j < taps_per_row; j++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(xs[j]),
+                                          _mm512_load_ps(ws + j * LANES), acc);
             }
-            for (; ox < g->out_w; ox++) {
-                __m512 acc = bias;
-                for (int ky = 0; ky < K; ky++) {
-                    const float *xs = x_row + ky * in_row + (size_t)ox * stride * C;
-                    const float *ws = wp + ky * taps_per_row * LANES;
-                    for (int j = 0; j < taps_per_row; j++)
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(xs[j]),
-                                              _mm512_load_ps(ws + j * LANES), acc);
-                }
-                _mm512_storeu_ps(y_row + (size_t)ox * filters + fb,
-                                 relu ? _mm512_max_ps(zero, acc) : acc);
-            }
+            _mm512_storeu_ps(y_row + (size_t)ox * filters + fb,
+                             relu ? _mm512_max_ps(zero, acc) : acc);
         }
     }
 }
@@ -149,69 +147,67 @@ weights_item(const hpo_conv_geom *g, int n, int item, const float *x, const floa
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                                             15);
 
-    {
-        const int fb = item / chunks * LANES, ky0 = item % chunks * R;
-        __m512 acc[MAX_TAPS];
-        __m512 bias_sum = _mm512_setzero_ps();
+    const int fb = item / chunks * LANES, ky0 = item % chunks * R;
+    __m512 acc[MAX_TAPS];
+    __m512 bias_sum = _mm512_setzero_ps();
 #pragma GCC unroll 28
-        for (int t = 0; t < R * taps_per_row; t++)
-            acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < R * taps_per_row; t++)
+        acc[t] = _mm512_setzero_ps();
 
-        for (int image = 0; image < n; image++) {
-            for (int oy = 0; oy < g->out_h; oy++) {
-                const float *x_row =
-                    x + ((size_t)image * g->in_h + (size_t)oy * stride + ky0) * in_row;
-                const float *d_row;
-                const int32_t *arg_row = NULL;
+    for (int image = 0; image < n; image++) {
+        for (int oy = 0; oy < g->out_h; oy++) {
+            const float *x_row =
+                x + ((size_t)image * g->in_h + (size_t)oy * stride + ky0) * in_row;
+            const float *d_row;
+            const int32_t *arg_row = NULL;
+            if (routed) {
+                int py = oy / p->stride;
+                if (oy % p->stride >= p->size || py >= p->out_h)
+                    continue;
+                size_t offset = ((size_t)image * p->out_h + py) * p->out_w * filters + fb;
+                d_row = dy + offset;
+                arg_row = arg + offset;
+            } else {
+                d_row = dy + ((size_t)image * g->out_h + oy) * g->out_w * filters + fb;
+            }
+
+            /* px and phase: the pooling window of pixel ox, and the
+             * pixel's column within it. */
+            int px = 0, phase = 0;
+            for (int ox = 0; ox < g->out_w; ox++) {
+                __m512 d;
                 if (routed) {
-                    int py = oy / p->stride;
-                    if (oy % p->stride >= p->size || py >= p->out_h)
-                        continue;
-                    size_t offset = ((size_t)image * p->out_h + py) * p->out_w * filters + fb;
-                    d_row = dy + offset;
-                    arg_row = arg + offset;
-                } else {
-                    d_row = dy + ((size_t)image * g->out_h + oy) * g->out_w * filters + fb;
-                }
-
-                /* px and phase: the pooling window of pixel ox, and the
-                 * pixel's column within it. */
-                int px = 0, phase = 0;
-                for (int ox = 0; ox < g->out_w; ox++) {
-                    __m512 d;
-                    if (routed) {
-                        bool in_window = phase < p->size && px < p->out_w;
-                        size_t at = (size_t)px * filters;
-                        if (++phase == p->stride) {
-                            phase = 0;
-                            px++;
-                        }
-                        if (!in_window)
-                            continue;
-                        __m512i index = _mm512_add_epi32(
-                            _mm512_set1_epi32((oy * g->out_w + ox) * filters + fb), lanes);
-                        __mmask16 taken =
-                            _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(arg_row + at), index);
-                        d = _mm512_maskz_loadu_ps(taken, d_row + at);
-                    } else {
-                        d = _mm512_loadu_ps(d_row + (size_t)ox * filters);
+                    bool in_window = phase < p->size && px < p->out_w;
+                    size_t at = (size_t)px * filters;
+                    if (++phase == p->stride) {
+                        phase = 0;
+                        px++;
                     }
-                    const float *xs = x_row + (size_t)ox * stride * C;
-                    bias_sum = _mm512_add_ps(bias_sum, d);
-#pragma GCC unroll 28
-                    for (int t = 0; t < R * taps_per_row; t++)
-                        acc[t] = _mm512_fmadd_ps(
-                            _mm512_set1_ps(xs[t / taps_per_row * in_row + t % taps_per_row]),
-                            d, acc[t]);
+                    if (!in_window)
+                        continue;
+                    __m512i index = _mm512_add_epi32(
+                        _mm512_set1_epi32((oy * g->out_w + ox) * filters + fb), lanes);
+                    __mmask16 taken =
+                        _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(arg_row + at), index);
+                    d = _mm512_maskz_loadu_ps(taken, d_row + at);
+                } else {
+                    d = _mm512_loadu_ps(d_row + (size_t)ox * filters);
                 }
+                const float *xs = x_row + (size_t)ox * stride * C;
+                bias_sum = _mm512_add_ps(bias_sum, d);
+#pragma GCC unroll 28
+                for (int t = 0; t < R * taps_per_row; t++)
+                    acc[t] = _mm512_fmadd_ps(
+                        _mm512_set1_ps(xs[t / taps_per_row * in_row + t % taps_per_row]),
+                        d, acc[t]);
             }
         }
-
-        for (int t = 0; t < R * taps_per_row; t++)
-            _mm512_storeu_ps(dw + ((size_t)ky0 * taps_per_row + t) * filters + fb, acc[t]);
-        if (ky0 == 0)
-            _mm512_storeu_ps(db + fb, bias_sum);
     }
+
+    for (int t = 0; t < R * taps_per_row; t++)
+        _mm512_storeu_ps(dw + ((size_t)ky0 * taps_per_row + t) * filters + fb, acc[t]);
+    if (ky0 == 0)
+        _mm512_storeu_ps(db + fb, bias_sum);
 }
 
 typedef struct {
