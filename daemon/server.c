@@ -14,6 +14,7 @@
 #include "control.h"
 #include "proposer.h"
 #include "server_identity.h"
+#include "server_internal.h"
 #include "hpo/auth.h"
 #include "hpo/error.h"
 #include "hpo/log.h"
@@ -55,64 +56,6 @@
  * exiting, keeps its trial and results for the next hpod. */
 #define RESTART_REASON "coordinator restarting"
 
-typedef struct {
-    int64_t id;                    /* database id; shown as "w<id>" */
-    hpo_peer peer;
-    char host[HPO_HOST_MAX + 1];
-    char name[HPO_NAME_MAX + 1];
-    int64_t pid;
-    int threads;
-    int64_t last_seen_ms;
-    bool connected;
-    bool done_sent;                /* study_done or shutdown was sent */
-    char token[HPO_TOKEN_MAX + 1]; /* session token sent in registered; every
-                                      later message must present it */
-    char public_key[HPO_CURVE_KEY_CHARS + 1]; /* with CURVE: the key that
-                                      registered; "" without CURVE */
-} worker_slot;
-
-typedef struct {
-    const hpo_server_options *options;
-    const hpo_server_parts *parts;
-    void *ctx;
-    void *workers_sock;
-    void *control_sock;
-    hpo_zap_handler *zap;          /* with CURVE: admits clients by key */
-    hpo_curve_monitor *workers_monitor, *control_monitor; /* with CURVE:
-                                      log rejected handshakes */
-
-    worker_slot *workers;
-    size_t n_workers, workers_capacity;
-    hpo_register_limiter register_limiter; /* registrations per peer */
-
-    /* GP fits run on the proposer thread. Workers whose ready arrived
-     * during a fit wait here, oldest first, unless the study's late_fit
-     * is "random". */
-    hpo_proposer *proposer;
-    struct {
-        int64_t worker_id;
-        int64_t since_ms;
-    } *fit_waiters;
-    size_t n_fit_waiters, fit_waiters_capacity;
-
-    /* Peers recently sent unknown_worker. A worker whose coordinator
-     * restarted sends several messages with its old id, and each reply
-     * makes it register again; one reply per UNKNOWN_REPLY_MS is enough. */
-    struct {
-        hpo_peer peer;
-        int64_t at_ms;
-    } unknown_replies[8];
-    size_t unknown_next;
-
-    bool stop_by_client;  /* hpoctl stop arrived */
-    bool stop_by_signal;  /* SIGINT or SIGTERM arrived */
-    bool restarting;      /* a signal stopped the running study: workers were
-                             told to wait for the next hpod */
-    bool end_announced;   /* the study's end was logged */
-    int64_t end_deadline_ms; /* when idle workers stop being waited for */
-    int64_t close_at_ms;     /* when the loop ends; 0 until decided */
-} server;
-
 static volatile sig_atomic_t stop_signal;
 
 void hpo_server_request_stop(void)
@@ -125,107 +68,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* --- worker registry ------------------------------------------------- */
-
-/* Parses "w<digits>" into the database id; 0 when it is not one. */
-static int64_t worker_id_parse(const char *text)
-{
-    if (text == NULL || text[0] != 'w' || text[1] < '1' || text[1] > '9')
-        return 0;
-    char *end = NULL;
-    long long id = strtoll(text + 1, &end, 10);
-    return *end == '\0' && id > 0 ? (int64_t)id : 0;
-}
-
-static worker_slot *worker_find(server *srv, int64_t id)
-{
-    for (size_t i = 0; i < srv->n_workers; i++) {
-        if (srv->workers[i].id == id && srv->workers[i].connected)
-            return &srv->workers[i];
-    }
-    return NULL;
-}
-
-/* True when w is connected and is the sender of a new registration: the
- * same peer, or the same host, pid and name. */
-static bool worker_is_same(const worker_slot *w, const hpo_peer *peer,
-                           const hpo_msg_register *reg)
-{
-    if (!w->connected)
-        return false;
-    if (w->peer.size == peer->size && memcmp(w->peer.id, peer->id, peer->size) == 0)
-        return true;
-    return w->pid == reg->pid && strcmp(w->host, reg->host) == 0 &&
-           strcmp(w->name, reg->name) == 0;
-}
-
-/* True when the sender of a message presents worker w's session token and,
- * with CURVE, connects with the key that registered w. */
-static bool worker_credentials_match(const worker_slot *w, const hpo_peer *peer,
-                                     const char *token)
-{
-    return hpo_worker_token_equal(w->token, token) &&
-           strcmp(w->public_key, peer->public_key) == 0;
-}
-
-static worker_slot *worker_add(server *srv)
-{
-    /* Reuse the slot of a worker that was lost. */
-    for (size_t i = 0; i < srv->n_workers; i++) {
-        if (!srv->workers[i].connected) {
-            memset(&srv->workers[i], 0, sizeof srv->workers[i]);
-            return &srv->workers[i];
-        }
-    }
-    if (srv->n_workers == srv->workers_capacity) {
-        size_t grown = srv->workers_capacity == 0 ? 8 : srv->workers_capacity * 2;
-        worker_slot *bigger = realloc(srv->workers, grown * sizeof *bigger);
-        if (bigger == NULL)
-            return NULL;
-        srv->workers = bigger;
-        srv->workers_capacity = grown;
-    }
-    worker_slot *w = &srv->workers[srv->n_workers++];
-    memset(w, 0, sizeof *w);
-    return w;
-}
-
-static int connected_count(const server *srv)
-{
-    int count = 0;
-    for (size_t i = 0; i < srv->n_workers; i++)
-        count += srv->workers[i].connected;
-    return count;
-}
-
-/* Array of the connected workers, for `hpoctl status`. */
-static cJSON *workers_json(const server *srv)
-{
-    cJSON *list = cJSON_CreateArray();
-    int64_t now = now_ms();
-    for (size_t i = 0; list != NULL && i < srv->n_workers; i++) {
-        const worker_slot *w = &srv->workers[i];
-        if (!w->connected)
-            continue;
-        cJSON *obj = cJSON_CreateObject();
-        char id[32];
-        snprintf(id, sizeof id, "w%" PRId64, w->id);
-        cJSON_AddStringToObject(obj, "id", id);
-        cJSON_AddStringToObject(obj, "name", w->name);
-        cJSON_AddStringToObject(obj, "host", w->host);
-        cJSON_AddNumberToObject(obj, "pid", (double)w->pid);
-        cJSON_AddNumberToObject(obj, "threads", w->threads);
-        int64_t trial = hpo_scheduler_worker_trial(srv->parts->scheduler, w->id);
-        if (trial > 0)
-            cJSON_AddNumberToObject(obj, "trial", (double)trial);
-        else
-            cJSON_AddNullToObject(obj, "trial");
-        cJSON_AddNumberToObject(obj, "last_seen_ms_ago", (double)(now - w->last_seen_ms));
-        cJSON_AddItemToArray(list, obj);
-    }
-    return list;
 }
 
 /* --- sending ------------------------------------------------------------- */
@@ -413,14 +255,14 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
      * it is rejected here until its old registration is declared lost. */
     for (size_t i = 0; i < srv->n_workers; i++) {
         worker_slot *old = &srv->workers[i];
-        if (worker_is_same(old, peer, reg) &&
-            !worker_credentials_match(old, peer, reg->token)) {
+        if (hpo_registry_is_same(old, peer, reg) &&
+            !hpo_registry_credentials_match(old, peer, reg->token)) {
             reject_claim(srv, old, peer, reg->token, "register");
             return;
         }
     }
     for (size_t i = 0; i < srv->n_workers; i++) {
-        if (worker_is_same(&srv->workers[i], peer, reg))
+        if (hpo_registry_is_same(&srv->workers[i], peer, reg))
             lose_worker(srv, &srv->workers[i], "registered again", false);
     }
 
@@ -440,7 +282,7 @@ static void on_register(server *srv, const hpo_peer *peer, const hpo_msg_registe
                    "the coordinator could not store the registration");
         return;
     }
-    worker_slot *w = worker_add(srv);
+    worker_slot *w = hpo_registry_add(srv);
     if (w == NULL) {
         hpo_log_error("out of memory registering worker w%" PRId64, id);
         send_error(srv->workers_sock, peer, HPO_PROTO_INTERNAL, "out of memory");
@@ -513,7 +355,7 @@ static worker_slot *known_worker(server *srv, const hpo_peer *peer,
                                  const char *worker_id, const char *token,
                                  const char *type)
 {
-    worker_slot *w = worker_find(srv, worker_id_parse(worker_id));
+    worker_slot *w = hpo_registry_find(srv, hpo_registry_parse_id(worker_id));
     if (w == NULL) {
         if (unknown_replied_recently(srv, peer)) {
             hpo_log_debug("%s from unknown worker %s: unknown_worker sent "
@@ -528,7 +370,7 @@ static worker_slot *known_worker(server *srv, const hpo_peer *peer,
         send_error(srv->workers_sock, peer, HPO_PROTO_UNKNOWN_WORKER, text);
         return NULL;
     }
-    if (!worker_credentials_match(w, peer, token)) {
+    if (!hpo_registry_credentials_match(w, peer, token)) {
         reject_claim(srv, w, peer, token, type);
         return NULL;
     }
@@ -644,7 +486,7 @@ static void on_fit_done(server *srv)
         log_failure("storing a GP proposal", err);
 
     while (srv->n_fit_waiters > 0 && !hpo_proposer_busy(srv->proposer)) {
-        worker_slot *w = worker_find(srv, srv->fit_waiters[0].worker_id);
+        worker_slot *w = hpo_registry_find(srv, srv->fit_waiters[0].worker_id);
         fit_waiter_remove(srv, 0);
         if (w == NULL || w->done_sent ||
             hpo_scheduler_worker_trial(srv->parts->scheduler, w->id) > 0)
@@ -666,7 +508,7 @@ static void expire_fit_waits(server *srv)
 {
     int64_t now = now_ms();
     for (size_t i = 0; i < srv->n_fit_waiters;) {
-        worker_slot *w = worker_find(srv, srv->fit_waiters[i].worker_id);
+        worker_slot *w = hpo_registry_find(srv, srv->fit_waiters[i].worker_id);
         if (w != NULL && now - srv->fit_waiters[i].since_ms < FIT_WAIT_MS) {
             i++;
             continue;
@@ -840,7 +682,7 @@ static void on_result(server *srv, const hpo_peer *peer, const hpo_msg_result *r
     ack.result_ack.trial_id = res->trial_id;
     send_worker(srv, w, &ack);
 
-    worker_slot *second = other > 0 ? worker_find(srv, other) : NULL;
+    worker_slot *second = other > 0 ? hpo_registry_find(srv, other) : NULL;
     if (second != NULL)
         send_stop_trial(srv, second, res->trial_id, "another worker finished it");
 }
@@ -852,13 +694,13 @@ static void on_result(server *srv, const hpo_peer *peer, const hpo_msg_result *r
 static void on_leave(server *srv, const hpo_peer *peer, const hpo_msg_leave *leave)
 {
     char err[HPO_ERR_MAX];
-    worker_slot *w = worker_find(srv, worker_id_parse(leave->worker_id));
+    worker_slot *w = hpo_registry_find(srv, hpo_registry_parse_id(leave->worker_id));
     if (w == NULL) {
         hpo_log_debug("leave from worker %s ignored: it is not registered",
                       leave->worker_id);
         return;
     }
-    if (!worker_credentials_match(w, peer, leave->token)) {
+    if (!hpo_registry_credentials_match(w, peer, leave->token)) {
         reject_claim(srv, w, peer, leave->token, "leave");
         return;
     }
@@ -962,7 +804,7 @@ static void on_query(server *srv, const hpo_peer *peer, const hpo_msg_query *que
         return;
     }
 
-    cJSON *workers = workers_json(srv);
+    cJSON *workers = hpo_registry_to_json(srv, now_ms());
     hpo_control_context ctx = {
         .study = srv->parts->study,
         .storage = srv->parts->storage,
@@ -1307,7 +1149,8 @@ int hpo_server_run(const hpo_server_options *options,
         hpo_curve_monitor_poll(srv.control_monitor, true);
     }
 
-    hpo_log_info("hpod stopping with %d workers connected", connected_count(&srv));
+    hpo_log_info("hpod stopping with %d workers connected",
+                 hpo_registry_connected_count(&srv));
     hpo_proposer_stop(&srv.proposer);
     close_sockets(&srv);
     free(srv.workers);
