@@ -684,13 +684,17 @@ static void test_leave_drops_worker(void **state)
     worker_expect_error(&leaving, HPO_PROTO_UNKNOWN_WORKER, &reply, "ready after leave");
     hpo_msg_clear(&reply);
 
-    /* The real worker: listed while it runs, gone soon after SIGTERM. */
+    /* The real worker: listed while it runs, gone soon after SIGTERM. Each
+     * of its trials takes 3 s and it gets SIGTERM 0.5 s into the first
+     * one, so hpod is not sending it a trial as it leaves: a send to a
+     * closed connection would drop it as lost instead. */
     char worker_log[128];
     snprintf(worker_log, sizeof worker_log, "%s/worker.log", f->dir);
     const char *argv[] = {worker_path, "--connect", f->workers, "--objective", "hartmann6",
-                          "--objective-sleep", "50", "--name", "real-worker", NULL};
+                          "--objective-sleep", "3000", "--name", "real-worker", NULL};
     f->worker = spawn(argv, worker_log);
     wait_status_workers(f, 2, START_MS);
+    usleep(500 * 1000);
     assert_int_equal(kill(f->worker, SIGTERM), 0);
     int status = 0;
     assert_int_equal(waitpid(f->worker, &status, 0), f->worker);
