@@ -11,6 +11,7 @@
 
 #include <gsl/gsl_errno.h>
 
+#include "db_lock.h"
 #include "hpo/auth.h"
 #include "hpo/endpoint.h"
 #include "hpo/error.h"
@@ -405,8 +406,11 @@ int main(int argc, char **argv)
     int status = 1;
     hpo_curve_keypair server_key = {{0}, {0}};
     hpo_authorized_keys *authorized_keys = NULL;
+    int db_lock = -1;
 
     if (load_security(&o, &server_key, &authorized_keys, err, sizeof err) != 0)
+        goto fail;
+    if (hpo_db_lock_acquire(o.study.db_path, &db_lock, err, sizeof err) != 0)
         goto fail;
     if (hpo_storage_open(o.study.db_path, true, &storage, err, sizeof err) != 0 ||
         hpo_study_open(&o.study, storage, &study, &tuner, err, sizeof err) != 0)
@@ -465,6 +469,7 @@ cleanup:
     hpo_tuner_destroy(&tuner);
     hpo_study_destroy(&study);
     hpo_storage_close(&storage);
+    hpo_db_lock_release(&db_lock);
     hpo_authorized_keys_destroy(&authorized_keys);
     hpo_curve_keypair_clear(&server_key);
     return status;

@@ -358,6 +358,28 @@ static void test_settings_kept_on_resume(void **state)
 
 /* A bayes study stores the design size it chose: the tiny study's 5
  * parameters give max(5, 5 + 1) = 6, capped at max(5, 6 / 3) = 5. */
+/* A second hpod on a database that a running hpod uses exits at start,
+ * naming the first one's pid, and leaves the first one running. */
+static void test_second_hpod_rejected(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(start_hpod(f, NULL, "--study", study_path, (const char *)NULL), 0);
+    pid_t first = f->hpod;
+
+    assert_int_equal(start_hpod(f, NULL, (const char *)NULL), 1);
+    char expected[128];
+    snprintf(expected, sizeof expected, "is in use by another hpod (pid %ld",
+             (long)first);
+    expect_log(f, expected);
+    expect_log(f, "give this one another --db");
+
+    f->hpod = first;
+    assert_int_equal(kill(first, 0), 0);
+    stop_hpod(f);
+    /* The lock goes with the hpod that held it. */
+    run_hpod(f, NULL, NULL, NULL, NULL, NULL);
+}
+
 static void test_bayes_options_stored(void **state)
 {
     fixture *f = *state;
@@ -561,6 +583,7 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_settings_kept_on_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_hpod_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bayes_options_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_tuner_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tuner_rejected, setup, teardown),
