@@ -315,8 +315,14 @@ void hpoctl_print_status(FILE *out, const cJSON *data)
     cJSON_ArrayForEach(w, workers) {
         char id[32], host[256], pid[32], trial[32];
         const cJSON *seen = cJSON_GetObjectItemCaseSensitive(w, "last_seen_ms_ago");
-        fprintf(out, "  %s  %s pid %s  trial %s  last seen %.1f s ago\n",
-                member_text(w, "id", id, sizeof id),
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(w, "name");
+        /* The name the worker was started with (--name), beside the id
+         * that trials and results show. */
+        if (cJSON_IsString(name) && name->valuestring[0] != '\0')
+            fprintf(out, "  %s (%s)", member_text(w, "id", id, sizeof id), name->valuestring);
+        else
+            fprintf(out, "  %s", member_text(w, "id", id, sizeof id));
+        fprintf(out, "  %s pid %s  trial %s  last seen %.1f s ago\n",
                 member_text(w, "host", host, sizeof host),
                 member_text(w, "pid", pid, sizeof pid),
                 member_text(w, "trial", trial, sizeof trial),

@@ -101,6 +101,11 @@ check_resume() {
     # SIGTERM while trials run: hpod queues them again and exits 0.
     wait_for 120 "SELECT count(*) >= 2 FROM trials WHERE status = 'ok'" \
         "two finished trials"
+    # hpoctl status names each worker by the --name it was started with.
+    for name in worker-a worker-b; do
+        ctl status | grep -q "^  w[0-9]* ($name)  " ||
+            fail "hpoctl status does not list $name by name"
+    done
     kill -TERM "$hpod_pid"
     wait_hpod 0
     snapshot "$tmp/after-term.txt"
