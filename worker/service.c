@@ -173,7 +173,10 @@ static void expect_reply(service *s, await_kind kind, double now)
 static void reopen_socket(service *s, const char *why)
 {
     char err[HPO_ERR_MAX];
-    hpo_log_info("opening a new connection to %s: %s", s->opt->endpoint, why);
+    /* Warned, not just logged: a mistyped endpoint or port shows up here
+     * first, and otherwise looks like waiting for a busy coordinator. */
+    hpo_log_warn("opening a new connection to %s: %s; check the endpoint if this repeats",
+                 s->opt->endpoint, why);
     int linger = 0;
     zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
     hpo_transport_close(&s->sock);
