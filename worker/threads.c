@@ -4,6 +4,8 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "hpo/log.h"
+
 #if defined(__SSE2__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
@@ -26,10 +28,14 @@ static void flush_denormals(void)
 
 int hpo_threads_apply(int threads, bool openmp_compute)
 {
-    if (threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads <= 0)
         threads = cpus > 0 ? (int)cpus : 1;
-    }
+    else if (cpus > 0 && threads > cpus)
+        hpo_log_warn("%d compute threads on %ld CPUs: the threads take turns on the CPUs "
+                     "and wait for each other at every layer, which makes training many "
+                     "times slower; use --threads %ld or fewer",
+                     threads, cpus, cpus);
 
     /* Only one of the two thread pools gets the threads. With both OpenMP
      * and OpenBLAS threads on 2 CPUs, their idle threads spin against each
