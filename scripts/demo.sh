@@ -138,7 +138,9 @@ for i in $(seq "$workers"); do
         --threads "$threads" --name "demo-$i" 2>"$run/worker-$i.log" &
     pids+=("$!")
 done
-say "$workers workers with $threads threads each; logs in $run"
+unit=thread
+((threads == 1)) || unit=threads
+say "$workers workers with $threads $unit each; logs in $run"
 
 # 5. Wait for the study to end, with a status line every 10 s.
 seconds=0
