@@ -10,7 +10,7 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: hpo-worker train --model FILE --data DIR [options]\n"
+    fputs("usage: hpo-worker train --model FILE [--data DIR] [options]\n"
           "       hpo-worker [serve] --connect ENDPOINT [--data DIR] [options]\n"
           "       hpo-worker --help\n"
           "\n"

@@ -433,6 +433,16 @@ int hpo_model_spec_from_json(const cJSON *root, hpo_model_spec **out,
     if (spec == NULL)
         return hpo_error(err, errlen, "out of memory");
 
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
+    if (name != NULL && (!cJSON_IsString(name) || name->valuestring[0] == '\0' ||
+                         strlen(name->valuestring) >= sizeof spec->name)) {
+        free(spec);
+        return hpo_error(err, errlen, "name: expected a string of 1 to %zu characters",
+                         sizeof spec->name - 1);
+    }
+    snprintf(spec->name, sizeof spec->name, "%s",
+             name != NULL ? name->valuestring : "sequential");
+
     /* Defaults follow Keras: Adam(1e-3, 0.9, 0.999, 1e-7), batch size 32. */
     spec->input_h = 32;
     spec->input_w = 32;

@@ -30,7 +30,7 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fputs("usage: hpo-worker train --model FILE --data DIR [options]\n"
+    fputs("usage: hpo-worker train --model FILE [--data DIR] [options]\n"
           "\n"
           "Trains one model spec on CIFAR-10 and reports per-epoch metrics and the\n"
           "test accuracy.\n"
@@ -79,7 +79,7 @@ static void print_summary_text(const hpo_model_spec *spec)
     hpo_shape shapes[1000];
     hpo_model_spec_shapes(spec, shapes, NULL, 0);
 
-    printf("Model: \"sequential\"\n");
+    printf("Model: \"%s\"\n", spec->name);
     printf("_________________________________________________________________\n");
     printf(" %-27s %-25s %s\n", "Layer (type)", "Output Shape", "Param #");
     printf("=================================================================\n");

@@ -71,6 +71,7 @@ typedef struct {
 } hpo_layer_spec;
 
 typedef struct {
+    char name[64];          /* the spec's "name", else "sequential" as in Keras */
     int n_layers;
     hpo_layer_spec *layers; /* owned by the spec */
     int input_h, input_w, input_c;

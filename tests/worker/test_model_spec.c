@@ -34,6 +34,7 @@ static void seed_model_params_match_keras(void **state)
                                       &spec, err, sizeof err);
     if (rc != 0)
         fail_msg("%s", err);
+    assert_string_equal(spec->name, "seed-best");
     assert_int_equal(spec->n_layers, 13);
 
     int k = 0;
@@ -104,6 +105,7 @@ static void defaults_follow_keras(void **state)
     assert_int_equal(spec->batch_size, 32);
     assert_false(spec->early_stopping);
     assert_int_equal(spec->precision, HPO_PRECISION_FLOAT32);
+    assert_string_equal(spec->name, "sequential");
     hpo_model_spec_destroy(&spec);
 }
 
@@ -148,6 +150,8 @@ static const bad_spec bad_specs[] = {
     {"invalid JSON", "{\"layers\": [", "invalid JSON near byte"},
     {"no layers", "{\"training\": {}}", "layers: missing or not an array"},
     {"empty layers", "{\"layers\": []}", "layers: empty"},
+    {"name not a string", "{\"name\": 7, \"layers\": [" FLAT ", " HEAD "]}",
+     "name: expected a string of 1 to 63 characters"},
     {"unknown layer",
      "{\"layers\": [{\"type\": \"conv3d\", \"filters\": 1}, " FLAT ", " HEAD "]}",
      "layers[0].type: unknown value \"conv3d\"; expected one of conv2d"},
