@@ -4,10 +4,12 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <gsl/gsl_errno.h>
 
@@ -377,6 +379,22 @@ static void install_signal_handlers(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Removes a database that this start created and the files SQLite and
+ * the lock put beside it. The lock file goes last, while still held. */
+static void remove_new_database(const char *db_path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", "-lock"};
+    char path[4096];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        if ((size_t)snprintf(path, sizeof path, "%s%s", db_path, suffixes[i]) >= sizeof path)
+            return;
+        if (unlink(path) != 0 && errno != ENOENT)
+            hpo_log_warn("removing %s after the failed start failed: %s", path,
+                         strerror(errno));
+    }
+    hpo_log_info("removed the new database %s, which holds no study", db_path);
+}
+
 int main(int argc, char **argv)
 {
     char err[HPO_ERR_MAX];
@@ -407,6 +425,9 @@ int main(int argc, char **argv)
     hpo_curve_keypair server_key = {{0}, {0}};
     hpo_authorized_keys *authorized_keys = NULL;
     int db_lock = -1;
+    /* A start that fails before the study is in a new database removes
+     * the files it created, so that a fixed study file starts afresh. */
+    bool db_is_new = access(o.study.db_path, F_OK) != 0;
 
     if (load_security(&o, &server_key, &authorized_keys, err, sizeof err) != 0)
         goto fail;
@@ -415,6 +436,7 @@ int main(int argc, char **argv)
     if (hpo_storage_open(o.study.db_path, true, &storage, err, sizeof err) != 0 ||
         hpo_study_open(&o.study, storage, &study, &tuner, err, sizeof err) != 0)
         goto fail;
+    db_is_new = false; /* it holds the study now */
 
     /* A worker that kept training while hpod was down reclaims its trial
      * when it notices the new hpod, at its next heartbeat or a second after
@@ -469,6 +491,8 @@ cleanup:
     hpo_tuner_destroy(&tuner);
     hpo_study_destroy(&study);
     hpo_storage_close(&storage);
+    if (db_is_new && db_lock >= 0)
+        remove_new_database(o.study.db_path);
     hpo_db_lock_release(&db_lock);
     hpo_authorized_keys_destroy(&authorized_keys);
     hpo_curve_keypair_clear(&server_key);

@@ -380,6 +380,25 @@ static void test_second_hpod_rejected(void **state)
     run_hpod(f, NULL, NULL, NULL, NULL, NULL);
 }
 
+/* A start that fails on an invalid study file leaves no new database
+ * behind, so that the fixed file starts a fresh study. */
+static void test_failed_start_leaves_no_database(void **state)
+{
+    fixture *f = *state;
+    char bad[sizeof f->dir + 16];
+    snprintf(bad, sizeof bad, "%s/bad.json", f->dir);
+    FILE *file = fopen(bad, "w");
+    assert_non_null(file);
+    fputs("{\"name\": \"broken\",", file);
+    fclose(file);
+
+    assert_int_equal(start_hpod(f, NULL, "--study", bad, (const char *)NULL), 1);
+    expect_log(f, "invalid JSON");
+    assert_int_equal(access(f->db, F_OK), -1);
+    run_hpod(f, NULL, "--study", study_path, NULL, NULL);
+    assert_int_equal(access(f->db, F_OK), 0);
+}
+
 static void test_bayes_options_stored(void **state)
 {
     fixture *f = *state;
@@ -584,6 +603,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_settings_kept_on_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_hpod_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_start_leaves_no_database, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bayes_options_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_tuner_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tuner_rejected, setup, teardown),
