@@ -621,7 +621,13 @@ int hpo_scheduler_report(hpo_scheduler *s, const hpo_trial_report *report,
             running_remove(s, r.id, other);
             *other_worker = other;
         }
-        result = finish_trial(s, &r, report, err, errlen);
+        /* The trial row names the worker that trained it, which is not
+         * the last one assigned when another worker's result wins. */
+        if (r.worker_id != report->worker_id)
+            result = hpo_storage_trial_credit(s->storage, r.id, report->worker_id, err,
+                                              errlen);
+        if (result == 0)
+            result = finish_trial(s, &r, report, err, errlen);
         *outcome = HPO_REPORT_STORED;
     }
     if (!mine && *outcome != HPO_REPORT_DUPLICATE)

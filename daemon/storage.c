@@ -757,6 +757,16 @@ int hpo_storage_trial_assign(hpo_storage *st, int64_t trial_id,
                         "assigning", err, errlen);
 }
 
+int hpo_storage_trial_credit(hpo_storage *st, int64_t trial_id, int64_t worker_id,
+                             char *err, size_t errlen)
+{
+    return trial_update(st, trial_id,
+                        "UPDATE trials SET worker = ?2 "
+                        "WHERE id = ?1 AND status IN ('queued', 'running')",
+                        bind_worker, &worker_id, worker_id, "credited",
+                        "the result came from this worker", "crediting", err, errlen);
+}
+
 int hpo_storage_trial_requeue(hpo_storage *st, int64_t trial_id,
                               const char *reason, char *err, size_t errlen)
 {

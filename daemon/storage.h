@@ -154,6 +154,13 @@ int hpo_storage_trial_finish(hpo_storage *storage, int64_t trial_id,
                              double seconds, const char *error,
                              char *err, size_t errlen);
 
+/* Records worker_id as the worker of a queued or running trial whose
+ * result came from it, though hpod had last assigned the trial to another
+ * worker or to none (a worker that reconnected under a new id reports a
+ * trial it trained before). Appends a `credited` event. */
+int hpo_storage_trial_credit(hpo_storage *storage, int64_t trial_id, int64_t worker_id,
+                             char *err, size_t errlen);
+
 /* Puts a running trial back in the queue, with the reason in the event
  * log ("worker w3 lost"). */
 int hpo_storage_trial_requeue(hpo_storage *storage, int64_t trial_id,

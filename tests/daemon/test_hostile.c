@@ -552,7 +552,8 @@ static void test_unknown_trial_id(void **state)
  * with stop_trial to B and changes nothing for A. A result for it from B
  * is acknowledged and stored (the first result wins, as for a late result
  * from a worker declared lost); A is told to stop, and A's own result then
- * counts as a duplicate: trial 1 is stored once, with B's value. */
+ * counts as a duplicate: trial 1 is stored once, with B's value and B as
+ * its worker. */
 static void test_result_for_another_workers_trial(void **state)
 {
     fixture *f = *state;
@@ -585,6 +586,20 @@ static void test_result_for_another_workers_trial(void **state)
     good_worker_completes(f, &a, 1);
     const double objectives[] = {0.75, 0.5};
     check_trials(f, 2, objectives);
+
+    /* Trial 1's row names B, whose result it holds, not A. */
+    hpo_storage *st = NULL;
+    char err[HPO_ERR_MAX];
+    hpo_trial_record r;
+    bool found = false;
+    if (hpo_storage_open(f->db, false, &st, err, sizeof err) != 0 ||
+        hpo_storage_trial_get(st, 1, &r, &found, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    hpo_storage_close(&st);
+    assert_true(found);
+    assert_int_equal(r.worker_id, strtoll(b.id + 1, NULL, 10));
+    assert_int_not_equal(r.worker_id, strtoll(a.id + 1, NULL, 10));
+    hpo_trial_record_clear(&r);
 }
 
 /* CROWD peers connect at once, and each sends a truncated frame and a
