@@ -269,21 +269,6 @@ static int parse_root(hpo_study *study, char *err, size_t errlen)
     return check_default_builds(study, err, errlen);
 }
 
-/* Writes the line and column of byte offset in text. */
-static void text_position(const char *text, size_t offset, int *line, int *column)
-{
-    *line = 1;
-    *column = 1;
-    for (size_t i = 0; i < offset && text[i] != '\0'; i++) {
-        if (text[i] == '\n') {
-            (*line)++;
-            *column = 1;
-        } else {
-            (*column)++;
-        }
-    }
-}
-
 int hpo_study_parse(const char *json_text, hpo_study **out, char *err, size_t errlen)
 {
     const char *end = NULL;
@@ -296,7 +281,7 @@ int hpo_study_parse(const char *json_text, hpo_study **out, char *err, size_t er
     study->doc = cJSON_ParseWithOpts(json_text, &end, true);
     if (study->doc == NULL) {
         int line, column;
-        text_position(json_text, end != NULL ? (size_t)(end - json_text) : 0, &line, &column);
+        hpo_text_position(json_text, end != NULL ? (size_t)(end - json_text) : 0, &line, &column);
         hpo_error(err, errlen, "study: invalid JSON near line %d, column %d", line, column);
         hpo_study_destroy(&study);
         return -1;

@@ -13,3 +13,17 @@ int hpo_error(char *err, size_t errlen, const char *fmt, ...)
     }
     return -1;
 }
+
+void hpo_text_position(const char *text, size_t offset, int *line, int *column)
+{
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < offset && text[i] != '\0'; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}

@@ -522,11 +522,14 @@ int hpo_model_spec_parse(const char *json_text, hpo_model_spec **out,
                          char *err, size_t errlen)
 {
     *out = NULL;
-    cJSON *root = cJSON_Parse(json_text);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json_text, &end, true);
     if (root == NULL) {
-        const char *at = cJSON_GetErrorPtr();
-        long offset = at != NULL ? (long)(at - json_text) : -1;
-        return hpo_error(err, errlen, "model: invalid JSON near byte %ld", offset);
+        int line, column;
+        hpo_text_position(json_text, end != NULL ? (size_t)(end - json_text) : 0, &line,
+                          &column);
+        return hpo_error(err, errlen, "model: invalid JSON near line %d, column %d", line,
+                         column);
     }
     int rc = hpo_model_spec_from_json(root, out, err, errlen);
     cJSON_Delete(root);

@@ -17,4 +17,8 @@
 int hpo_error(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Writes the 1-based line and column of byte `offset` in text, for
+ * messages about a parse error in a file. */
+void hpo_text_position(const char *text, size_t offset, int *line, int *column);
+
 #endif

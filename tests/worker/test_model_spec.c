@@ -147,7 +147,9 @@ typedef struct {
 #define FLAT "{\"type\": \"flatten\"}"
 
 static const bad_spec bad_specs[] = {
-    {"invalid JSON", "{\"layers\": [", "invalid JSON near byte"},
+    {"invalid JSON", "{\"layers\": [", "model: invalid JSON near line 1, column 13"},
+    {"invalid JSON on line 2", "{\"layers\": [\n  {\"type\": conv2d}]}",
+     "model: invalid JSON near line 2, column 12"},
     {"no layers", "{\"training\": {}}", "layers: missing or not an array"},
     {"empty layers", "{\"layers\": []}", "layers: empty"},
     {"name not a string", "{\"name\": 7, \"layers\": [" FLAT ", " HEAD "]}",
