@@ -183,7 +183,10 @@ static int on_epoch(const hpo_epoch_metrics *m, void *user)
     } else {
         if (st->tty)
             printf("\r");
-        printf("Epoch %d/%d [==============================] - %.1fs - %.0f images/s - "
+        /* The seconds include validation, as in Keras; the rate counts
+         * training images over the training part only. */
+        printf("Epoch %d/%d [==============================] - %.1fs - %.0f training "
+               "images/s - "
                "loss: %.4f - accuracy: %.4f", m->epoch, m->epochs, m->seconds,
                m->images_per_second, m->loss, m->accuracy);
         if (!isnan(m->val_loss))
