@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "hpo/error.h"
+#include "hpo/log.h"
 
 /* Index of the bin of u among n equal bins of [0, 1]; u = 1 falls into the
  * last bin. */
@@ -93,4 +94,45 @@ int hpo_study_default_values(const hpo_study *study, cJSON **values_out,
         return hpo_error(err, errlen, "default values: out of memory");
     *values_out = values;
     return 0;
+}
+
+/* Returns the largest value of an int parameter's grid, min + k * step. */
+static double int_top(const hpo_param *p)
+{
+    double step = p->step >= 1 ? p->step : 1;
+    return p->min + floor((p->max - p->min) / step) * step;
+}
+
+int hpo_study_warn_unbuildable_ends(const hpo_study *study)
+{
+    int unbuildable = 0;
+    for (int i = 0; i < study->n_params; i++) {
+        const hpo_param *p = &study->params[i];
+        if (p->kind != HPO_PARAM_INT && p->kind != HPO_PARAM_FLOAT)
+            continue;
+        const double ends[2] = {p->min, p->kind == HPO_PARAM_INT ? int_top(p) : p->max};
+        for (int e = 0; e < 2; e++) {
+            cJSON *values = NULL, *model = NULL, *active = NULL;
+            char err[HPO_ERR_MAX];
+            if (hpo_study_default_values(study, &values, err, sizeof err) != 0)
+                return -1;
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(values, p->name,
+                                                        cJSON_CreateNumber(ends[e]))) {
+                cJSON_Delete(values);
+                return -1;
+            }
+            int rc = hpo_study_resolve(study, values, &model, &active, err, sizeof err);
+            cJSON_Delete(values);
+            cJSON_Delete(model);
+            cJSON_Delete(active);
+            if (rc == 0)
+                continue;
+            unbuildable++;
+            hpo_log_warn("space.%s: its %s, %g, with the other parameters at their "
+                         "defaults, gives a model that cannot be built (%s); trials that "
+                         "draw it will fail, so narrow the range",
+                         p->name, e == 0 ? "smallest value" : "largest value", ends[e], err);
+        }
+    }
+    return unbuildable;
 }

@@ -252,6 +252,8 @@ int hpo_study_open(hpo_study_request *request, hpo_storage *storage,
     else
         result = create_study(request, storage, file_text, study_out, tuner_out,
                               err, errlen);
+    if (result == 0 && !hpo_study_synthetic(*study_out))
+        hpo_study_warn_unbuildable_ends(*study_out);
     if (result == 0 && request->max_trials < 1) {
         hpo_tuner_destroy(tuner_out);
         hpo_study_destroy(study_out);

@@ -126,6 +126,7 @@ static void example_loads(void **state)
     hpo_study *study = load_example(CIFAR10_STUDY);
 
     assert_string_equal(hpo_study_name(study), "cifar10-keras-cnn");
+    assert_int_equal(hpo_study_warn_unbuildable_ends(study), 0);
     assert_string_equal(hpo_study_objective(study), "val_accuracy");
     assert_true(hpo_study_maximize(study));
     assert_int_equal(hpo_study_budget(study)->epochs, 8);
@@ -285,6 +286,7 @@ static void example_active_parameters(void **state)
 static void example_tiny_study_loads(void **state)
 {
     hpo_study *study = load_example(TINY_STUDY);
+    assert_int_equal(hpo_study_warn_unbuildable_ends(study), 0);
     const hpo_budget *b = hpo_study_budget(study);
 
     assert_true(b->epochs >= 1 && b->epochs <= 2);
@@ -398,6 +400,8 @@ static void unbuildable_model_reported(void **state)
     assert_memory_equal(err, BUILD_FAILURE, strlen(BUILD_FAILURE));
     assert_non_null(strstr(err, "layers[6]"));
     assert_null(model);
+    /* The check at hpod's start finds the one end that fails: n = 4. */
+    assert_int_equal(hpo_study_warn_unbuildable_ends(study), 1);
 
     /* The configuration still has active values to record. */
     assert_int_equal(hpo_study_active(study, values, &active, err, sizeof err), 0);
