@@ -11,8 +11,8 @@
  * 1..--trials, each handed out once.
  *
  * Each simulated worker connects from its own loopback source address
- * (127.1.0.1, 127.1.0.2, ...), so that hpod counts one peer per worker, as
- * with workers on separate hosts, and its limit of HPO_REGISTER_LIMIT
+ * (127.1.0.1, 127.1.0.2, ...). So hpod counts one peer per worker, as with
+ * workers on separate hosts, and its limit of HPO_REGISTER_LIMIT
  * registrations per peer and window does not throttle the start. Linux
  * routes all of 127.0.0.0/8 to the loopback interface. The program checks
  * at start that it can bind those addresses and exits otherwise.

@@ -392,7 +392,8 @@ static void remove_new_database(const char *db_path)
             hpo_log_warn("removing %s after the failed start failed: %s", path,
                          strerror(errno));
     }
-    hpo_log_info("removed the new database %s, which holds no study", db_path);
+    hpo_log_info("removed the new database %s, because the start failed before it "
+                 "contained a study", db_path);
 }
 
 int main(int argc, char **argv)
@@ -436,7 +437,7 @@ int main(int argc, char **argv)
     if (hpo_storage_open(o.study.db_path, true, &storage, err, sizeof err) != 0 ||
         hpo_study_open(&o.study, storage, &study, &tuner, err, sizeof err) != 0)
         goto fail;
-    db_is_new = false; /* it holds the study now */
+    db_is_new = false; /* it contains the study now */
 
     /* A worker that kept training while hpod was down reclaims its trial
      * when it notices the new hpod, at its next heartbeat or a second after

@@ -1,8 +1,8 @@
-/* Who a worker on hpod's workers endpoint is: the session token that binds
- * a worker id to the peer that registered it, the peer's description in
- * logs, the per-peer registration limit, and the check that a worker's
- * kind fits the study. server.c applies these rules; docs/protocol.md
- * describes them on the wire. */
+/* Identity of a worker on hpod's workers endpoint. A session token binds a
+ * worker id to the peer that registered it. This file also has the peer's
+ * description in logs, the per-peer registration limit and the check that
+ * a worker's kind fits the study. server.c applies these rules, and
+ * docs/protocol.md describes them on the wire. */
 #ifndef HPO_DAEMON_SERVER_IDENTITY_H
 #define HPO_DAEMON_SERVER_IDENTITY_H
 
@@ -18,9 +18,9 @@
 
 /* Registrations that one peer may make per window. A worker registers
  * once at start and again after each reconnect, so a legitimate peer
- * stays far below this unless it starts many workers at once; those that
- * exceed it are told to retry after the window. Refused registrations do
- * not count. */
+ * stays far below this unless it starts many workers at once. Peers that
+ * exceed it get an error that says to retry after the window. Rejected
+ * registrations do not count. */
 #define HPO_REGISTER_LIMIT 32
 #define HPO_REGISTER_WINDOW_MS 10000
 
@@ -29,7 +29,7 @@
  * is dropped. */
 #define HPO_REGISTER_PEERS 64
 
-/* Longest peer principal, see hpo_peer_principal(). */
+/* Maximum length of a peer principal, see hpo_peer_principal(). */
 #define HPO_PRINCIPAL_MAX 600
 
 /* Writes a new random session token of 2 * HPO_WORKER_TOKEN_BYTES hex
@@ -51,7 +51,7 @@ const char *hpo_peer_principal(const hpo_peer *peer, char *buf, size_t size);
 const char *hpo_peer_describe(const hpo_peer *peer, char *buf, size_t size);
 
 /* Registration counts per peer in fixed windows of HPO_REGISTER_WINDOW_MS.
- * Zero-initialize it; it holds no allocations. */
+ * Zero-initialize it. It owns no allocations. */
 typedef struct {
     char principal[HPO_PRINCIPAL_MAX + 1];
     int64_t window_start_ms;

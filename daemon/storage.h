@@ -155,9 +155,9 @@ int hpo_storage_trial_finish(hpo_storage *storage, int64_t trial_id,
                              char *err, size_t errlen);
 
 /* Records worker_id as the worker of a queued or running trial whose
- * result came from it, though hpod had last assigned the trial to another
- * worker or to none (a worker that reconnected under a new id reports a
- * trial it trained before). Appends a `credited` event. */
+ * result came from it. hpod may have last assigned the trial to another
+ * worker or to none, for example when a worker that reconnected under a
+ * new id reports a trial it trained before. Appends a `credited` event. */
 int hpo_storage_trial_credit(hpo_storage *storage, int64_t trial_id, int64_t worker_id,
                              char *err, size_t errlen);
 

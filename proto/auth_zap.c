@@ -115,7 +115,7 @@ static size_t metadata_property(unsigned char *buf, size_t size, const char *nam
 }
 
 /* Sends the reply: version, request id, status code and text, user id and
- * metadata. An admitted client's metadata holds its public key (key is
+ * metadata. An admitted client's metadata contains its public key (key is
  * NULL for a rejection, whose metadata is empty). */
 static void reply_send(void *rep, zap_request *r, const char *code, const char *text,
                        const char *user_id, const char *key)

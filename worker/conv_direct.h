@@ -39,9 +39,10 @@ void hpo_conv_direct_backward_weights(const hpo_conv_geom *g, int n, const float
                                       const float *dy, float *dw, float *db);
 
 /* Returns whether hpo_conv_direct_try_forward_pool() fuses conv g with
- * the pooling p after it: the convolution must be supported, the pooling
- * max or min, without padding, with windows that do not overlap, and
- * `size` output rows of the convolution must fit on a thread's stack. */
+ * the pooling p after it. The convolution must be supported, and the
+ * pooling must be max or min, without padding and with windows that do not
+ * overlap. `size` output rows of the convolution must fit on a thread's
+ * stack. */
 bool hpo_conv_direct_pool_supports(const hpo_conv_geom *g, hpo_pool_kind kind,
                                    const hpo_pool_geom *p, int threads);
 

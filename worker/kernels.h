@@ -59,10 +59,10 @@ typedef struct {
 
     /* Optional, NULL where absent: the weight gradient of convolution g
      * when max or min pooling p follows it and no input gradient is
-     * needed, from the pooling's gradient dz (with the activation
-     * derivative applied) and its arg, without writing the gradient of the
-     * convolution's output. Returns false, having written nothing, where
-     * the backend cannot do this pair. */
+     * needed. It reads the pooling's gradient dz (with the activation
+     * derivative applied) and its arg, and never writes the gradient of
+     * the convolution's output. Returns false, having written nothing,
+     * where the backend cannot do this pair. */
     bool (*conv2d_pool_backward_weights)(const hpo_conv_geom *g, hpo_pool_kind kind,
                                          const hpo_pool_geom *p, int n, const float *x,
                                          const float *dz, const int32_t *arg, float *dw,

@@ -50,9 +50,10 @@
 #define RESTART_WAIT_MS 1000
 
 /* Wait before registering again after the coordinator rejected a register
- * with worker_id_taken (an earlier registration of this worker, whose
- * token it never received, is still live there; it expires after the
- * coordinator's --lost-after heartbeats) or with too_many_registrations. */
+ * with worker_id_taken or too_many_registrations. worker_id_taken means
+ * that an earlier registration of this worker, whose token it never
+ * received, is still live there. It expires after the coordinator's
+ * --lost-after heartbeats. */
 #define REGISTER_REJECTED_RETRY_MS 1000
 
 /* Number of stop requests: the first stops the trial after its epoch, the
@@ -653,7 +654,7 @@ static void send_leave(service *s)
     snprintf(msg.leave.token, sizeof msg.leave.token, "%s", s->token);
     snprintf(msg.leave.reason, sizeof msg.leave.reason, "%s", s->exit_reason);
     if (send_msg(s, &msg) == 0)
-        hpo_log_info("told %s that worker %s leaves: %s", s->opt->endpoint, s->worker_id,
+        hpo_log_info("sent leave for worker %s to %s: %s", s->worker_id, s->opt->endpoint,
                      s->exit_reason);
 }
 

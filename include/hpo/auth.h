@@ -28,8 +28,8 @@
 
 /* Connection property, set by the ZAP handler, that contains the client's
  * CURVE public key in Z85. libzmq exposes it on every message of the
- * connection through zmq_msg_gets(), whose manual (libzmq 4.3.4) asks that
- * application metadata names start with "X-". */
+ * connection through zmq_msg_gets(), whose manual (libzmq 4.3.4) requires
+ * application metadata names to start with "X-". */
 #define HPO_ZAP_PUBLIC_KEY_PROPERTY "X-Public-Key"
 
 /* Maximum length of a role name, which the ZAP handler returns as the

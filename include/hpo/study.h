@@ -149,8 +149,8 @@ int hpo_study_resolve(const hpo_study *study, const cJSON *values,
                       char *err, size_t errlen);
 
 /* Resolves the model with each int or float parameter at its smallest
- * and largest value, the others at their defaults, and logs a warning for
- * each end whose model cannot be built (a negative filter count, say):
+ * and largest value, the others at their defaults. Logs a warning for each
+ * end whose model cannot be built (a negative filter count, say), because
  * trials that draw it would fail. Returns the number of such ends, or -1
  * when out of memory. Meant for hpod's start; the default configuration
  * itself must build, which hpo_study_parse() checks. */

@@ -615,7 +615,7 @@ static void bf16_needs_dnnl(void **state)
 /* ---- Pooling and softmax values ---------------------------------------- */
 
 /* Max and min pooling route each output's gradient to the input element
- * recorded in arg, which holds that output's value, and every other input
+ * recorded in arg, which has that output's value, and every other input
  * element gets zero. Checked against a scatter written from that
  * definition, for windows that overlap, windows with gaps between them,
  * and disjoint windows that leave the last row and column out or start
